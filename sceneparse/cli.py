@@ -50,7 +50,12 @@ def _train(sub) -> None:
     p.add_argument("config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--out", default=None, help="output folder (default runs/<config name>)")
-    p.add_argument("--resume", default=None, metavar="PATH|auto")
+    p.add_argument("--resume", default=None, metavar="PATH|auto",
+                   help="continue exactly from a last.pt (auto: OUT/last.pt if it exists)")
+    p.add_argument("--stop-after", type=int, default=None, metavar="ITER",
+                   help="write last.pt and stop at this iteration (continue later with --resume)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="write last.pt and stop after this many minutes")
     p.set_defaults(func=lambda a: _call("sceneparse.engine.train", "run_train", a))
 
 
@@ -64,7 +69,9 @@ def _inference_args(p, checkpoint_required: bool = False) -> None:
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
     p.add_argument("--engine", choices=["torch", "onnxruntime"], default="torch")
     p.add_argument("--onnx", default=None, help="ONNX file for --engine onnxruntime")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="network inputs per forward pass (images, flipped copies, windows); "
+                        "default: one image at a time, all its windows at once")
     p.add_argument("--threads", type=int, default=None)
 
 
@@ -103,6 +110,8 @@ def _export(sub) -> None:
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--quantize", choices=["int8"], default=None)
     p.add_argument("--calibration", default=None, help="folder of images for int8 calibration")
+    p.add_argument("--calibration-images", type=int, default=32,
+                   help="use at most this many calibration images (spread over the folder)")
     p.set_defaults(func=lambda a: _call("sceneparse.export", "run_export", a))
 
 
@@ -156,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sceneparse: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `sceneparse models | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

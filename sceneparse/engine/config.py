@@ -1,0 +1,155 @@
+"""Training configuration: one flat, typed dataclass read from YAML and overridden by `--set`.
+
+Flat on purpose: every key is one line of the YAML and one `--set key=value`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from sceneparse.utils import SceneparseError
+
+
+@dataclass
+class TrainConfig:
+    # model
+    model: str = "pspnet_resnet18"
+    model_options: dict = field(default_factory=dict)
+    backbone_weights: str = ""          # "", a torchvision-format file, or "imagenet" (after `weights fetch`)
+    # data
+    dataset: str = "camvid"
+    root: str = ""                      # relative paths resolve against the config file's folder
+    train_split: str = "train"
+    val_split: str = "val"
+    label_set: str = ""                 # cityscapes*: "classes" (19) or "categories" (7); "" = dataset default
+    dataset_options: dict = field(default_factory=dict)
+    crop_size: list = field(default_factory=lambda: [360, 480])   # H, W of training crops
+    scale: list = field(default_factory=lambda: [0.5, 2.0])       # random scale range
+    flip: bool = True
+    jitter: float = 0.0                 # photometric jitter strength (0 = off)
+    eval_size: list = field(default_factory=list)                 # [H, W] resize for validation; [] = native
+    batch_size: int = 8
+    workers: int = 2
+    cache: bool = True                  # keep decoded images in memory (small datasets)
+    # optimisation
+    optimizer: str = "sgd"              # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    warmup_iters: int = 0
+    epochs: int = 0                     # exactly one of epochs / iterations > 0
+    iterations: int = 0
+    accumulate: int = 1                 # gradient accumulation steps per optimiser step
+    aux_weight: float = 0.4
+    class_weights: str = "none"         # none | median_freq | path to a `data stats` JSON
+    label_smoothing: float = 0.0
+    bf16: bool = False                  # bf16 autocast (slower than fp32 on CPUs without AMX)
+    channels_last: bool = False
+    sync_bn: bool = True                # only used with >1 process on GPU
+    # evaluation and checkpoints
+    eval_interval: int = 1              # evaluate every N epochs (or N*iters_per_epoch iterations)
+    eval_mode: str = "whole"            # whole | slide (slide needs eval_crop)
+    eval_crop: list = field(default_factory=list)                 # [H, W] sliding window
+    early_stop: int = 0                 # stop after N evaluations without a better val mIoU (0 = off)
+    checkpoint_minutes: float = 10.0    # also write last.pt this often within an epoch
+    log_interval: int = 10              # iterations between log.csv rows
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda
+
+
+def field_types() -> dict[str, type]:
+    hints = get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_type(key: str, value: Any, where: str) -> Any:
+    expected = field_types()[key]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected is float and isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if expected is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, expected) or (expected in (int, float) and isinstance(value, bool)):
+        raise SceneparseError(f"{where}: '{key}' must be {expected.__name__}, got {type(value).__name__} "
+                              f"{value!r}")
+    return value
+
+
+def _unknown(key: str, where: str) -> SceneparseError:
+    return SceneparseError(f"{where}: unknown key '{key}'; valid keys: {', '.join(field_types())}")
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config, apply `key=value` overrides (values parsed as YAML), type-check all."""
+    path = Path(path)
+    if not path.is_file():
+        raise SceneparseError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SceneparseError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SceneparseError(f"{path}: expected a mapping of keys to values")
+    types = field_types()
+    values = {}
+    for key, value in data.items():
+        if key not in types:
+            raise _unknown(key, str(path))
+        values[key] = _check_type(key, value, str(path))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise SceneparseError(f"--set {item}: expected KEY=VALUE")
+        if key not in types:
+            raise _unknown(key, f"--set {item}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if types[key] is str and not isinstance(value, str):
+            value = raw.strip()
+        values[key] = _check_type(key, value, f"--set {item}")
+    cfg = TrainConfig(**values)
+    if cfg.root and not Path(cfg.root).is_absolute():
+        cfg.root = str((path.parent / cfg.root).resolve())
+    validate(cfg, str(path))
+    return cfg
+
+
+def validate(cfg: TrainConfig, where: str) -> None:
+    if (cfg.epochs > 0) == (cfg.iterations > 0):
+        raise SceneparseError(f"{where}: set exactly one of 'epochs' and 'iterations' to a positive number")
+    if cfg.optimizer not in ("sgd", "adamw"):
+        raise SceneparseError(f"{where}: 'optimizer' must be sgd or adamw, got {cfg.optimizer!r}")
+    if len(cfg.crop_size) != 2 or len(cfg.scale) != 2:
+        raise SceneparseError(f"{where}: 'crop_size' and 'scale' take two numbers each")
+    if cfg.eval_size and len(cfg.eval_size) != 2:
+        raise SceneparseError(f"{where}: 'eval_size' takes [H, W] or []")
+    if cfg.batch_size < 1 or cfg.accumulate < 1:
+        raise SceneparseError(f"{where}: 'batch_size' and 'accumulate' must be >= 1")
+    if cfg.eval_mode not in ("whole", "slide"):
+        raise SceneparseError(f"{where}: 'eval_mode' must be whole or slide")
+    if cfg.eval_mode == "slide" and len(cfg.eval_crop) != 2:
+        raise SceneparseError(f"{where}: 'eval_mode: slide' needs 'eval_crop: [H, W]'")
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    from sceneparse.utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+def as_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,318 @@
+"""ONNX export (fp32 and int8) and the onnxruntime engine.
+
+Export goes through `torch.export` and the dynamo ONNX exporter (torch.onnx.export(dynamo=True)),
+which handles SegNet's unpooling scatter. Adaptive pooling needs help, found by testing on torch
+2.13: `adaptive_max_pool2d` (PSP-VGG19's pyramid *max* pooling) has no ONNX translation at all,
+and the stock decomposition of `adaptive_avg_pool2d` for bins that do not divide the feature size
+(3 and 6) gathers with indices fixed at the traced size, so a `--dynamic` model silently gives
+wrong numbers, or fails, at any other size. Both are therefore decomposed here into one slice and
+reduction per bin, with bin edges computed from the (symbolic) input size exactly as PyTorch
+does (start = floor(i*H/b), end = ceil((i+1)*H/b)); the graph is the same at every size. Every
+export is checked against torch before the file is written.
+
+The ONNX file carries what `predict` needs in its metadata_props (JSON values): classes, palette,
+mean, std, model, num_classes, dataset, label_set, precision and input_size.
+
+int8 is onnxruntime static quantization: QDQ format, int8 per-channel weights, uint8 activations
+(the recommended setting for x86 CPUs with VNNI), MinMax ranges calibrated on images preprocessed
+exactly like inference (PyTorch's PT2E x86 quantizer moved to torchao, which is not installed).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from sceneparse.utils import SceneparseError, atomic_path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+TRACE_SIZE = (193, 257)  # odd, not divisible by the bins: a dynamic export is traced at a generic size
+CHECK_SIZE = (97, 129)  # a dynamic export is checked at a size it was not traced at
+aten = torch.ops.aten
+
+
+# ---------------------------------------------------------------- adaptive pooling for export
+def _bin_edges(size, bins: int) -> list[tuple]:
+    # Non-negative integer arithmetic only: the exporter turns // into ONNX Div, which truncates.
+    return [((i * size) // bins, ((i + 1) * size + bins - 1) // bins) for i in range(bins)]
+
+
+def _adaptive_pool(x: torch.Tensor, output_size: Sequence[int], reduce) -> torch.Tensor:
+    rows = []
+    for hs, he in _bin_edges(x.shape[-2], output_size[0]):
+        cells = [reduce(x[..., hs:he, ws:we]) for ws, we in _bin_edges(x.shape[-1], output_size[1])]
+        rows.append(torch.stack(cells, -1))
+    return torch.stack(rows, -2)
+
+
+def _adaptive_avg(x: torch.Tensor, output_size: Sequence[int]) -> torch.Tensor:
+    return _adaptive_pool(x, output_size, lambda t: t.mean((-2, -1)))
+
+
+def _adaptive_max(x: torch.Tensor, output_size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    out = _adaptive_pool(x, output_size, lambda t: t.amax((-2, -1)))
+    return out, torch.zeros_like(out, dtype=torch.long)  # indices: unused by the zoo's eval networks
+
+
+POOL_DECOMPOSITIONS = {aten._adaptive_avg_pool2d.default: _adaptive_avg,
+                       aten.adaptive_max_pool2d.default: _adaptive_max}
+
+
+# ---------------------------------------------------------------- fp32 export
+def _quiet():
+    """Silence the exporter's progress prints and warnings (they go to stdout/stderr otherwise)."""
+    import contextlib
+    import io
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    return stack
+
+
+def checkpoint_metadata(ckpt: dict) -> dict:
+    """The metadata an exported file carries, from a checkpoint."""
+    return {"classes": list(ckpt["classes"]), "palette": [list(c) for c in ckpt["palette"]],
+            "mean": list(ckpt["normalization"]["mean"]), "std": list(ckpt["normalization"]["std"]),
+            "model": ckpt["model"]["name"], "num_classes": int(ckpt["model"]["num_classes"]),
+            "dataset": ckpt["dataset"].get("name", ""), "label_set": ckpt["dataset"].get("label_set", "")}
+
+
+def _write_metadata(onnx_model, metadata: dict) -> None:
+    del onnx_model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+
+
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike, size: tuple[int, int] | None = None,
+                metadata: dict | None = None, check: bool = True) -> None:
+    """Write `model` (eval) as ONNX: input `image` (N, 3, H, W), output `logits`; batch always dynamic.
+
+    `size` fixes H and W (None: dynamic). With `check`, onnxruntime must match torch on a random
+    input (at another size than traced, when dynamic) before the file is written.
+    """
+    import onnx
+
+    model = model.eval()
+    dim = torch.export.Dim.AUTO
+    example = torch.randn(2, 3, *(size or TRACE_SIZE))
+    dynamic = {0: dim} if size else {0: dim, 2: dim, 3: dim}
+    name = (metadata or {}).get("model", type(model).__name__)
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.export.export(model, (example,), dynamic_shapes=(dynamic,), strict=False)
+            program = program.run_decompositions(POOL_DECOMPOSITIONS)
+            onnx_program = torch.onnx.export(program, dynamo=True, input_names=["image"], output_names=["logits"],
+                                             optimize=True)
+    except Exception as e:  # the exporter raises many types; the user needs one line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        hint = "; try a fixed --size HxW" if size is None else ""
+        raise SceneparseError(f"{name}: ONNX export failed ({type(e).__name__}: {first}){hint}") from None
+    proto = onnx_program.model_proto
+    if size is None and any(d.HasField("dim_value") for d in proto.graph.input[0].type.tensor_type.shape.dim[2:]):
+        raise SceneparseError(f"{name}: the network's height/width could not stay dynamic in ONNX; "
+                              f"export with --size HxW")
+    meta = dict(metadata or {})
+    meta.update(precision="fp32", input_size=list(size) if size else "dynamic")
+    _write_metadata(proto, meta)
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp))
+        if check:
+            _check(model, tmp, size or CHECK_SIZE, name)
+
+
+def _check(model: torch.nn.Module, path: Path, size: tuple[int, int], name: str) -> None:
+    """Raise if onnxruntime's logits differ from torch's (relative max error above 1e-3)."""
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = model(x)
+    got = OrtEngine(path)(x)
+    error = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-6))
+    if not error < 1e-3:
+        raise SceneparseError(f"{name}: the ONNX graph disagrees with torch at {size[0]}x{size[1]} "
+                              f"(relative error {error:.2g}); not written")
+
+
+# ---------------------------------------------------------------- onnxruntime engine
+class OrtEngine:
+    """An ONNX file in onnxruntime, called like a torch model in eval mode: images in, logits out.
+
+    `metadata` holds the file's sceneparse metadata (classes, palette, mean, std, ...).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SceneparseError(f"{self.path}: ONNX file not found")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise SceneparseError(f"{self.path}: not a loadable ONNX model ({first})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = {k: _json(v) for k, v in props.items()}
+        self.input = self.session.get_inputs()[0]
+        self.input_name = self.input.name
+        # Fixed H, W of the file, or None where dynamic (names/strings are symbolic dims).
+        self.fixed_size = tuple(d if isinstance(d, int) else None for d in self.input.shape[2:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.metadata.get("classes", [])) or int(self.session.get_outputs()[0].shape[1])
+
+    def eval(self) -> "OrtEngine":
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for got, want, axis in zip(x.shape[2:], self.fixed_size, ("height", "width")):
+            if want is not None and got != want:
+                raise SceneparseError(f"{self.path}: exported for input {self.fixed_size[0]}x{self.fixed_size[1]}, "
+                                      f"got {x.shape[2]}x{x.shape[3]} (use --mode slide --crop "
+                                      f"{self.fixed_size[0]}x{self.fixed_size[1]}, or export with --dynamic)")
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def _json(value: str):
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The sceneparse metadata of an ONNX file (JSON-decoded values)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: _json(p.value) for p in model.metadata_props}
+
+
+# ---------------------------------------------------------------- int8
+def calibration_images(folder: str | os.PathLike, limit: int) -> list[Path]:
+    """Up to `limit` images under `folder` (recursive, sorted, evenly spread over the sorted list)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SceneparseError(f"--calibration {folder}: not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise SceneparseError(f"--calibration {folder}: no images found")
+    if len(files) > limit:
+        files = [files[i * len(files) // limit] for i in range(limit)]
+    return files
+
+
+class _CalibrationReader:
+    """Feeds calibration images to onnxruntime (duck-typed CalibrationDataReader), normalised like
+    inference and resized to the model's size when it is fixed."""
+
+    def __init__(self, files: list[Path], input_name: str, mean, std, size: tuple[int, int] | None):
+        self.files, self.input_name, self.size = iter(files), input_name, size
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def get_next(self) -> dict | None:
+        from sceneparse.utils import read_image
+
+        path = next(self.files, None)
+        if path is None:
+            return None
+        x = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].float().div(255)
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            x = torch.nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        return {self.input_name: ((x - self.mean) / self.std).numpy()}
+
+
+def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, files: list[Path]) -> None:
+    """Static int8 quantization (QDQ, per-channel int8 weights, uint8 activations, MinMax calibration).
+
+    A dynamic-size model is calibrated at each image's own size; a fixed-size one on images resized
+    to its size. The fp32 file's metadata is kept, with precision "int8".
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    meta = read_metadata(fp32_path)
+    if "mean" not in meta:
+        raise SceneparseError(f"{fp32_path}: no sceneparse metadata (mean/std) to preprocess calibration images")
+    engine = OrtEngine(fp32_path)
+    size = engine.fixed_size if None not in engine.fixed_size else None
+    reader = _CalibrationReader(files, engine.input_name, meta["mean"], meta["std"], size)
+    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp, _quiet():
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        q = Path(tmp) / "int8.onnx"
+        quantize_static(str(pre), str(q), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=False)
+        model = onnx.load(str(q))
+    meta["precision"] = "int8"
+    meta["calibration_images"] = len(files)
+    _write_metadata(model, meta)
+    with atomic_path(out_path) as tmp_out:
+        onnx.save_model(model, str(tmp_out))
+        ort.InferenceSession(str(tmp_out), providers=["CPUExecutionProvider"])  # loadable, or not written
+
+
+# ---------------------------------------------------------------- command
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
+    """'HxW' or 'S' -> (H, W)."""
+    parts = str(text).lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise SceneparseError(f"{option} {text}: expected HxW (e.g. 512x1024) or a single number")
+    return (values[0], values[-1])
+
+
+def run_export(args) -> int:
+    from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
+
+    if args.size and args.dynamic:
+        raise SceneparseError("give either --size HxW or --dynamic, not both")
+    if args.quantize and not args.calibration:
+        raise SceneparseError("--quantize int8 needs --calibration DIR (images like those you will segment)")
+    if args.calibration and not args.quantize:
+        raise SceneparseError("--calibration is only used with --quantize int8")
+    size = parse_size(args.size) if args.size else None
+    if size and min(size) < 32:
+        raise SceneparseError(f"--size {args.size}: the networks need at least 32x32")
+    files = calibration_images(args.calibration, args.calibration_images) if args.quantize else []
+    ckpt = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    out = Path(args.out)
+    print(f"exporting {ckpt['model']['name']} ({'dynamic size' if size is None else f'{size[0]}x{size[1]}'}) "
+          f"to {out}", file=sys.stderr)
+    if not args.quantize:
+        export_onnx(model, out, size, checkpoint_metadata(ckpt))
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            fp32 = Path(tmp) / "fp32.onnx"
+            export_onnx(model, fp32, size, checkpoint_metadata(ckpt))
+            print(f"calibrating int8 on {len(files)} images from {args.calibration}", file=sys.stderr)
+            quantize_int8(fp32, out, files)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
+    return 0

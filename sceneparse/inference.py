@@ -1,0 +1,248 @@
+"""Inference modes shared by `predict` and `evaluate`, and the `Segmenter` Python API.
+
+`infer` turns normalised images into class probabilities in one of two modes:
+
+- whole: the network sees the whole image;
+- slide: overlapping `crop` windows every `stride` pixels (the last window is aligned to the
+  border), run through the network in batches; an image smaller than the window is padded with
+  zeros (the mean colour after normalisation) and the padding is cut away before averaging, so it
+  never contributes; each pixel's probabilities are averaged over the windows covering it.
+
+Test-time augmentation averages softmax probabilities over `scales` (the image is resized
+bilinearly, align_corners=False, and the probabilities are resized back the same way) and,
+with `flip`, over the horizontally flipped image (its probabilities flipped back).
+
+`model` is anything that maps a float tensor (B, 3, h, w) to logits (B, C, h, w): a torch model
+in eval mode or `sceneparse.export.OrtEngine`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sceneparse.utils import SceneparseError, read_image
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+def window_starts(size: int, crop: int, stride: int) -> list[int]:
+    """Start offsets of windows of length `crop` every `stride` along `size`; the last one ends at the border."""
+    if size <= crop:
+        return [0]
+    count = math.ceil((size - crop) / stride) + 1
+    return [min(i * stride, size - crop) for i in range(count)]
+
+
+def default_stride(crop: tuple[int, int]) -> tuple[int, int]:
+    """Two thirds of the window (a third of overlap), as mmsegmentation's Cityscapes configs."""
+    return (max(1, crop[0] * 2 // 3), max(1, crop[1] * 2 // 3))
+
+
+def _forward(model: Model, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """Softmax probabilities of `x`, at most `batch_size` inputs per network call."""
+    step = batch_size or len(x)
+    return torch.cat([model(x[i:i + step]).float().softmax(1) for i in range(0, len(x), step)])
+
+
+def _slide(model: Model, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int],
+           batch_size: int | None) -> torch.Tensor:
+    n, _, h, w = x.shape
+    ch, cw = crop
+    x = F.pad(x, (0, max(cw - w, 0), 0, max(ch - h, 0)))  # zeros: the mean colour once normalised
+    hp, wp = x.shape[-2:]
+    boxes = [(y, x0) for y in window_starts(hp, ch, stride[0]) for x0 in window_starts(wp, cw, stride[1])]
+    jobs = [(i, y, x0) for y, x0 in boxes for i in range(n)]  # every window of every image
+    step = batch_size or len(jobs)
+    probs = count = None
+    for k in range(0, len(jobs), step):
+        chunk = jobs[k:k + step]
+        out = _forward(model, torch.stack([x[i, :, y:y + ch, x0:x0 + cw] for i, y, x0 in chunk]), None)
+        if probs is None:
+            probs = out.new_zeros(n, out.shape[1], hp, wp)
+            count = out.new_zeros(1, 1, hp, wp)
+        for (i, y, x0), p in zip(chunk, out):
+            probs[i, :, y:y + ch, x0:x0 + cw] += p
+    for y, x0 in boxes:
+        count[..., y:y + ch, x0:x0 + cw] += 1
+    return (probs / count)[..., :h, :w]
+
+
+@torch.inference_mode()
+def infer(model: Model, images: torch.Tensor, mode: str = "whole", crop: tuple[int, int] | None = None,
+          stride: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
+          batch_size: int | None = None) -> torch.Tensor:
+    """Class probabilities (N, C, H, W) for normalised images (N, 3, H, W).
+
+    `batch_size` caps the network inputs per call (images, flipped copies and windows alike;
+    None: all at once); it changes speed and memory, not the result.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise SceneparseError(f"infer: expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+    if mode not in ("whole", "slide"):
+        raise SceneparseError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
+    if mode == "slide" and crop is None:
+        raise SceneparseError("sliding-window inference needs a window size (--crop HxW)")
+    if not scales or min(scales) <= 0:
+        raise SceneparseError(f"scales must be positive numbers, got {tuple(scales)}")
+    if batch_size is not None and batch_size < 1:
+        raise SceneparseError(f"batch size must be at least 1, got {batch_size}")
+    n, _, h, w = images.shape
+    total = None
+    for scale in scales:
+        size = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
+        x = images if size == (h, w) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        if flip:
+            x = torch.cat([x, x.flip(-1)])
+        if mode == "whole":
+            probs = _forward(model, x, batch_size)
+        else:
+            probs = _slide(model, x, tuple(crop), tuple(stride or default_stride(crop)), batch_size)
+        if flip:
+            probs = probs[:n] + probs[n:].flip(-1)
+        if size != (h, w):
+            probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+        total = probs if total is None else total + probs
+    return total / (len(scales) * (2 if flip else 1))
+
+
+def to_rgb_array(image) -> np.ndarray:
+    """A path, PIL image or HxWx3 (or HxW) uint8 array as an HxWx3 uint8 array."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise SceneparseError(f"image array must be uint8 (0..255), got {image.dtype}")
+        if image.ndim == 2:
+            return np.repeat(image[..., None], 3, axis=2)
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            return image[..., :3]
+        raise SceneparseError(f"image array must be HxW or HxWx3, got shape {image.shape}")
+    raise SceneparseError(f"cannot read an image from a {type(image).__name__}: pass a path, PIL image or array")
+
+
+class Segmenter:
+    """A network plus what is needed to use it: class names, palette, normalisation, inference mode.
+
+        seg = Segmenter.from_checkpoint("camvid")
+        labels = seg.predict("street.png")                 # HxW int64 class indices
+        labels, probs = seg.predict(photo, return_probs=True)  # probs: CxHxW float32
+        many = seg.predict([a, b, c])                      # a list in, a list out
+
+    `model` maps normalised (B, 3, h, w) tensors to logits: a torch module or an `OrtEngine`.
+    The inference options (`mode`, `crop`, `stride`, `scales`, `flip`, `batch_size`) are those of
+    `infer`; `batch_size` also sets how many same-size images of a list go through together.
+    """
+
+    def __init__(self, model: Model, classes: Sequence[str], palette: Sequence[Sequence[int]],
+                 mean: Sequence[float], std: Sequence[float], info: dict | None = None, **options):
+        self.model = model
+        self.classes = list(classes)
+        self.palette = [tuple(int(v) for v in c) for c in palette]
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.info = dict(info or {})  # model name, dataset, label set
+        self.options = {"mode": "whole", "crop": None, "stride": None, "scales": (1.0,), "flip": False,
+                        "batch_size": None}
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise SceneparseError(f"unknown inference option(s): {', '.join(sorted(unknown))}")
+        self.options.update(options)
+
+    @classmethod
+    def from_checkpoint(cls, path_or_name: str | os.PathLike | None = None, engine: str = "torch",
+                        onnx_path: str | os.PathLike | None = None, threads: int | None = None,
+                        **options) -> "Segmenter":
+        """Load a checkpoint (path or built-in name); `engine="onnxruntime"` runs `onnx_path` instead of torch."""
+        from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
+
+        ckpt = load_checkpoint(path_or_name)
+        if engine == "torch":
+            if threads:
+                torch.set_num_threads(threads)
+            model = model_from_checkpoint(ckpt)
+        elif engine == "onnxruntime":
+            from sceneparse.export import OrtEngine
+
+            if onnx_path is None:
+                raise SceneparseError("engine onnxruntime needs an ONNX file (--onnx FILE, made by `sceneparse "
+                                      "export`)")
+            model = OrtEngine(onnx_path, threads=threads)
+            if model.metadata.get("classes", ckpt["classes"]) != ckpt["classes"]:
+                raise SceneparseError(f"{onnx_path}: its classes differ from those of checkpoint "
+                                      f"{path_or_name or 'camvid'}; export it from that checkpoint")
+        else:
+            raise SceneparseError(f"unknown engine '{engine}' (valid: torch, onnxruntime)")
+        norm = ckpt["normalization"]
+        info = {"model": ckpt["model"]["name"], "dataset": ckpt["dataset"].get("name", ""),
+                "label_set": ckpt["dataset"].get("label_set", "")}
+        return cls(model, ckpt["classes"], ckpt["palette"], norm["mean"], norm["std"], info, **options)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, **options) -> "Segmenter":
+        """Everything from an exported ONNX file and its metadata; no checkpoint needed."""
+        from sceneparse.export import OrtEngine
+
+        engine = OrtEngine(path, threads=threads)
+        meta = engine.metadata
+        if "classes" not in meta:
+            raise SceneparseError(f"{path}: no sceneparse metadata (classes, palette, normalisation); "
+                                  f"export it with `sceneparse export`")
+        info = {k: meta.get(k, "") for k in ("model", "dataset", "label_set")}
+        return cls(engine, meta["classes"], meta["palette"], meta["mean"], meta["std"], info, **options)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-size HxWx3 uint8 arrays -> normalised float tensor (N, 3, H, W)."""
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
+        return (x - self.mean) / self.std
+
+    def infer(self, images: torch.Tensor) -> torch.Tensor:
+        """Probabilities (N, C, H, W) of normalised images with this segmenter's inference options."""
+        return infer(self.model, images, **self.options)
+
+    def predict(self, image, return_probs: bool = False):
+        """Class indices (HxW int64) of one image; a list (or NxHxWx3 array) gives a list (array) of results.
+
+        With `return_probs`, return `(labels, probs)` with probs CxHxW float32 (per image).
+        """
+        if isinstance(image, np.ndarray) and image.ndim == 4:
+            labels, probs = zip(*self._predict_many(list(image), return_probs))
+            stacked = np.stack(labels)
+            return (stacked, np.stack(probs)) if return_probs else stacked
+        if isinstance(image, (list, tuple)):
+            results = self._predict_many(list(image), return_probs)
+            return results if return_probs else [labels for labels, _ in results]
+        labels, probs = self._predict_many([image], return_probs)[0]
+        return (labels, probs) if return_probs else labels
+
+    def _predict_many(self, images: list, return_probs: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        arrays = [to_rgb_array(im) for im in images]
+        results = []
+        for group in batches(arrays, self.options["batch_size"] or 1):
+            probs = self.infer(self.preprocess(group))
+            labels = probs.argmax(1).numpy()
+            for i in range(len(group)):
+                results.append((labels[i], probs[i].numpy() if return_probs else None))
+        return results
+
+
+def batches(arrays: Sequence[np.ndarray], size: int) -> list[list[np.ndarray]]:
+    """Consecutive arrays of the same shape, in groups of at most `size` (input order kept)."""
+    groups: list[list[np.ndarray]] = []
+    for a in arrays:
+        if groups and len(groups[-1]) < size and groups[-1][0].shape == a.shape:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    return groups

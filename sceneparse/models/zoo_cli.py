@@ -1,0 +1,63 @@
+"""`sceneparse models`: the zoo with parameters and GFLOPs, and the built-in trained models."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sceneparse.engine import checkpoint
+from sceneparse.models import build_model, list_models
+from sceneparse.utils import SceneparseError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x1024' -> (512, 1024); both sides must be integers >= 32 (the model contract)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SceneparseError(f"--size: expected HxW such as 512x1024, got '{text}'") from None
+    if min(h, w) < 32:
+        raise SceneparseError(f"--size: models need H and W >= 32, got {h}x{w}")
+    return h, w
+
+
+def count(name: str, num_classes: int, size: tuple[int, int]) -> tuple[int, float]:
+    """(parameters, forward GFLOPs at batch 1 in eval mode), on the meta device: no memory, no compute."""
+    with torch.device("meta"):
+        model = build_model(name, num_classes).eval()
+        x = torch.empty(1, 3, *size)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 1e9
+
+
+def run_models(args: argparse.Namespace) -> int:
+    size = parse_size(args.size)
+    if args.num_classes < 1:
+        raise SceneparseError(f"--num-classes must be positive, got {args.num_classes}")
+    print(f"Model zoo ({args.num_classes} classes; GFLOPs: one {size[0]}x{size[1]} image, eval-mode forward, "
+          f"convolutions and matrix products counted by torch.utils.flop_counter, 1 multiply-add = 2 FLOPs)")
+    print("params include PSPNet's auxiliary head, which runs only in training")
+    print(f"{'name':<18} {'params':>12} {'GFLOPs':>10}")
+    for name in list_models():
+        params, gflops = count(name, args.num_classes, size)
+        print(f"{name:<18} {params:>12,} {gflops:>10.1f}")
+
+    folder = checkpoint.WEIGHTS_DIR
+    shipped = [name for name, file in checkpoint.BUILTIN.items() if (folder / file).is_file()]
+    print("\nBuilt-in trained models" + ("" if shipped else f": none shipped in this version ({folder})"))
+    if shipped:
+        print(f"{'name':<12} {'model':<18} {'dataset':<12} {'classes':>7} {'mIoU':>6} {'pixel acc':>9}")
+    for name in shipped:
+        ckpt = checkpoint.load_checkpoint(name)
+        metrics = ckpt.get("metrics", {})
+        dataset = ckpt.get("dataset", {}).get("name", "") or "?"
+        print(f"{name:<12} {ckpt['model']['name']:<18} {dataset:<12} {ckpt['model']['num_classes']:>7} "
+              f"{_fraction(metrics.get('miou')):>6} {_fraction(metrics.get('pixel_acc')):>9}")
+    return 0
+
+
+def _fraction(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

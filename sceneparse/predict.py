@@ -1,0 +1,162 @@
+"""`sceneparse predict`: segment image files, folders (recursively) and globs.
+
+For each input image, OUT gets (`--outputs`, default all three):
+
+    <stem>_index.png     class index per pixel (8-bit grey PNG; 16-bit above 256 classes)
+    <stem>_color.png     the classes in the palette's colours
+    <stem>_overlay.jpg   the colours blended over the photo (`--alpha`; `--legend` adds a legend)
+
+A folder input keeps its sub-folder structure below OUT; files and globs write straight into OUT.
+`--cityscapes-ids` also writes OUT/labelIds/<same relative path>/<stem>.png holding Cityscapes
+`labelIds` (the official evaluator's input: point CITYSCAPES_RESULTS at OUT/labelIds); it needs a
+checkpoint that predicts the 19 Cityscapes train classes. Every image keeps its own size.
+
+An input that cannot be read is skipped with a warning; the run goes on, lists the skipped
+inputs at the end and exits with 1. Files are written atomically, so nothing already written is
+lost when a run stops.
+"""
+from __future__ import annotations
+
+import glob
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sceneparse.inference import Segmenter
+from sceneparse.utils import SceneparseError, read_image, save_image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+OUTPUTS = ("index", "color", "overlay")
+
+
+def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(image, output stem relative to OUT) for every input, and the inputs that do not exist."""
+    jobs: dict[Path, Path] = {}
+    missing = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = [(f, f.relative_to(path).with_suffix("")) for f in sorted(path.rglob("*"))
+                     if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            found = [(path, Path(path.stem))]
+        elif glob.has_magic(item):
+            found = [(Path(f), Path(Path(f).stem)) for f in sorted(glob.glob(item, recursive=True))
+                     if Path(f).is_file()]
+        else:
+            missing.append(item)
+            continue
+        for source, stem in found:
+            jobs.setdefault(source.resolve(), stem)
+    seen: dict[Path, Path] = {}
+    for source, stem in jobs.items():
+        if stem in seen:
+            raise SceneparseError(f"{seen[stem]} and {source} would write the same outputs ({stem}_*); "
+                                  f"predict them in separate runs or put them in one folder")
+        seen[stem] = source
+    return list(jobs.items()), missing
+
+
+def parse_outputs(text: str) -> list[str]:
+    wanted = [o.strip() for o in text.split(",") if o.strip()]
+    unknown = [o for o in wanted if o not in OUTPUTS]
+    if unknown or not wanted:
+        raise SceneparseError(f"--outputs {text}: expected a comma-separated subset of {','.join(OUTPUTS)}")
+    return wanted
+
+
+def cityscapes_label_ids(classes: list[str]) -> np.ndarray:
+    """Lookup table train id -> Cityscapes labelId; raises unless `classes` are the 19 train classes."""
+    from sceneparse.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_LABELS
+
+    if list(classes) != list(CITYSCAPES_CLASSES):
+        raise SceneparseError(f"--cityscapes-ids needs a model of the {len(CITYSCAPES_CLASSES)} Cityscapes train "
+                              f"classes; this one predicts {len(classes)} classes ({', '.join(classes[:4])}, ...)")
+    table = np.zeros(len(classes), dtype=np.uint8)
+    for label in CITYSCAPES_LABELS:
+        if 0 <= label.train_id < len(classes):
+            table[label.train_id] = label.id
+    return table
+
+
+def build_segmenter(args) -> Segmenter:
+    """The Segmenter the inference options of `predict` (and `evaluate`) ask for."""
+    from sceneparse.engine.evaluate import inference_options
+
+    options = dict(inference_options(args), batch_size=args.batch_size)
+    if args.engine == "onnxruntime" and args.checkpoint is None and args.onnx:
+        return Segmenter.from_onnx(args.onnx, threads=args.threads, **options)  # the file's own metadata
+    return Segmenter.from_checkpoint(args.checkpoint, engine=args.engine, onnx_path=args.onnx,
+                                     threads=args.threads, **options)
+
+
+def write_outputs(seg: Segmenter, image: np.ndarray, labels: np.ndarray, out: Path, stem: Path,
+                  outputs: list[str], alpha: float = 0.5, legend: bool = False,
+                  label_ids: np.ndarray | None = None) -> None:
+    """Write the asked-for pictures of one prediction below `out` (see the module docstring)."""
+    from sceneparse import viz
+
+    base = out / stem
+    try:
+        if "index" in outputs:
+            save_image(labels.astype(np.uint8 if seg.num_classes <= 256 else np.uint16),
+                       base.with_name(base.name + "_index.png"))
+        if "color" in outputs:
+            save_image(viz.colorize(labels, seg.palette), base.with_name(base.name + "_color.png"))
+        if "overlay" in outputs:
+            picture = viz.overlay(image, labels, seg.palette, alpha)
+            if legend:
+                picture = viz.add_legend(picture, seg.classes, seg.palette, only=np.unique(labels))
+            save_image(picture, base.with_name(base.name + "_overlay.jpg"))
+        if label_ids is not None:
+            save_image(label_ids[labels], out / "labelIds" / stem.with_name(stem.name + ".png"))
+    except OSError as e:
+        raise SceneparseError(f"{base.parent}: cannot write outputs ({e})") from None
+
+
+def run_predict(args) -> int:
+    from tqdm import tqdm
+
+    outputs = parse_outputs(args.outputs)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise SceneparseError(f"--alpha {args.alpha}: must be between 0 and 1")
+    jobs, missing = collect_inputs(args.inputs)
+    if not jobs:
+        raise SceneparseError(f"no images found in {', '.join(args.inputs)}")
+    seg = build_segmenter(args)
+    label_ids = cityscapes_label_ids(seg.classes) if args.cityscapes_ids else None
+    out = Path(args.out)
+    skipped = [f"{m}: no such file, folder or matching glob" for m in missing]
+    for m in skipped:
+        print(f"sceneparse: warning: {m}; skipped", file=sys.stderr)
+    bar = tqdm(total=len(jobs), unit="img", desc="predict", disable=None, dynamic_ncols=True)
+    pending: list[tuple[Path, np.ndarray]] = []
+    written = 0
+
+    def flush() -> None:
+        nonlocal written
+        for (stem, image), labels in zip(pending, seg.predict([image for _, image in pending])):
+            write_outputs(seg, image, labels, out, stem, outputs, args.alpha, args.legend, label_ids)
+            written += 1
+            bar.update(1)
+        pending.clear()
+
+    for source, stem in jobs:
+        try:
+            pending.append((stem, read_image(source)))
+        except SceneparseError as e:
+            skipped.append(str(e))
+            bar.write(f"sceneparse: warning: {e}; skipped", file=sys.stderr)
+            bar.update(1)
+        if len(pending) == (args.batch_size or 1):
+            flush()
+    flush()
+    bar.close()
+    print(f"wrote {', '.join(outputs)} for {written} image(s) to {out}", file=sys.stderr)
+    if skipped:
+        print(f"sceneparse: warning: {len(skipped)} input(s) skipped:", file=sys.stderr)
+        for s in skipped:
+            print(f"  {s}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,172 @@
+"""Inference modes (whole, sliding window, multi-scale + flip) and the Segmenter API."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sceneparse.engine.checkpoint import make_checkpoint, save_checkpoint
+from sceneparse.inference import Segmenter, infer, window_starts
+from sceneparse.models import build_model
+from sceneparse.utils import SceneparseError
+
+CLASSES = ["road", "car", "sky", "tree", "person"]
+PALETTE = [[128, 64, 128], [0, 0, 142], [70, 130, 180], [107, 142, 35], [220, 20, 60]]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny inputs run faster on one thread, especially on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights with BatchNorm statistics taken from noise: outputs vary over the image, as a
+    trained network's do (fresh BN statistics give almost constant probabilities)."""
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration pass
+    with torch.no_grad():
+        model.train()(torch.randn(2, 3, 64, 80))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return lively(build_model("segnet_basic", len(CLASSES)))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(make_checkpoint("segnet_basic", len(CLASSES), {}, model.state_dict(), CLASSES, PALETTE,
+                                    dataset="camvid", label_set="classes"), path)
+    return path
+
+
+def test_window_starts_cover_the_image_and_end_at_the_border():
+    assert window_starts(100, 100, 30) == [0]
+    assert window_starts(60, 100, 30) == [0]
+    assert window_starts(100, 40, 30) == [0, 30, 60]
+    starts = window_starts(1024, 512, 341)
+    assert starts == [0, 341, 512]
+
+
+def test_slide_equals_whole_when_the_window_is_the_image(model):
+    x = torch.randn(2, 3, 45, 61)
+    whole = infer(model, x)
+    assert torch.allclose(infer(model, x, mode="slide", crop=(45, 61), stride=(10, 10)), whole, atol=1e-6)
+
+
+def test_slide_pads_a_small_image_and_the_padding_never_counts(model):
+    x = torch.randn(1, 3, 45, 61)
+    slid = infer(model, x, mode="slide", crop=(64, 64))
+    padded = infer(model, F.pad(x, (0, 3, 0, 19)))[..., :45, :61]  # the network sees the padded image once
+    assert slid.shape == (1, len(CLASSES), 45, 61)
+    assert torch.allclose(slid, padded, atol=1e-6)
+    assert torch.allclose(slid.sum(1), torch.ones(1, 45, 61), atol=1e-5)
+
+
+def test_overlapping_windows_average_exactly():
+    # A per-pixel network has no context, so any window layout must give the whole-image result:
+    # a wrong offset, count or crop would show.
+    torch.manual_seed(0)
+    pixelwise = torch.nn.Conv2d(3, 4, 1).eval()
+    x = torch.randn(3, 3, 50, 77)
+    whole = infer(pixelwise, x)
+    for crop, stride in (((32, 32), (20, 9)), ((16, 40), (16, 40)), ((49, 76), (1, 1)), ((64, 32), None)):
+        slid = infer(pixelwise, x, mode="slide", crop=crop, stride=stride, batch_size=4)
+        assert torch.allclose(slid, whole, atol=1e-6), (crop, stride)
+
+
+def test_batch_size_does_not_change_the_result(model):
+    x = torch.randn(2, 3, 50, 70)
+    options = {"mode": "slide", "crop": (40, 40), "stride": (25, 25), "scales": (0.75, 1.0), "flip": True}
+    one = infer(model, x, batch_size=1, **options)
+    many = infer(model, x, batch_size=7, **options)
+    assert torch.allclose(one, many, atol=1e-5)
+    assert torch.equal(one.argmax(1), many.argmax(1))
+    assert torch.allclose(infer(model, x[1:], **options), many[1:], atol=1e-5)  # images are independent
+
+
+def test_flip_tta_is_flip_equivariant(model):
+    x = torch.randn(1, 3, 48, 64)
+    plain = infer(model, x)
+    symmetric = torch.cat([x[..., :32], x[..., :32].flip(-1)], -1)
+    # The network alone is not flip-equivariant (else the checks below could not fail) ...
+    assert (infer(model, symmetric) - infer(model, symmetric).flip(-1)).abs().max() > 0.05
+    # ... flip TTA is: a mirrored input gives the mirrored output, a symmetric input a symmetric one.
+    tta = infer(model, x, flip=True)
+    assert torch.allclose(tta, (plain + infer(model, x.flip(-1)).flip(-1)) / 2, atol=1e-6)
+    assert torch.allclose(infer(model, x.flip(-1), flip=True), tta.flip(-1), atol=1e-6)
+    sym = infer(model, symmetric, flip=True)
+    assert torch.allclose(sym, sym.flip(-1), atol=1e-6)
+
+
+def test_multiscale_averages_resized_probabilities(model):
+    x = torch.randn(1, 3, 40, 56)
+    small = F.interpolate(x, size=(20, 28), mode="bilinear", align_corners=False)
+    back = F.interpolate(infer(model, small), size=(40, 56), mode="bilinear", align_corners=False)
+    expected = (back + infer(model, x)) / 2
+    assert torch.allclose(infer(model, x, scales=(0.5, 1.0)), expected, atol=1e-6)
+
+
+def test_bad_options_are_one_line_errors(model):
+    x = torch.randn(1, 3, 40, 40)
+    with pytest.raises(SceneparseError, match="crop"):
+        infer(model, x, mode="slide")
+    with pytest.raises(SceneparseError, match="mode"):
+        infer(model, x, mode="tiles")
+    with pytest.raises(SceneparseError, match="shape"):
+        infer(model, x[0])
+
+
+def test_segmenter_accepts_path_pil_and_array(checkpoint, model, tmp_path):
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (45, 67, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "photo.png")
+    seg = Segmenter.from_checkpoint(checkpoint)
+    assert seg.classes == CLASSES and seg.palette == [tuple(c) for c in PALETTE]
+    from_path = seg.predict(tmp_path / "photo.png")
+    from_str = seg.predict(str(tmp_path / "photo.png"))
+    from_pil = seg.predict(Image.fromarray(array))
+    from_array = seg.predict(array)
+    assert from_path.shape == (45, 67) and from_path.dtype == np.int64
+    assert np.array_equal(from_path, from_pil) and np.array_equal(from_path, from_array)
+    assert np.array_equal(from_path, from_str)
+    # the same as running the network on the normalised image by hand
+    x = (torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255 - seg.mean) / seg.std
+    with torch.inference_mode():
+        assert np.array_equal(from_array, model(x).argmax(1)[0].numpy())
+    labels, probs = seg.predict(array, return_probs=True)
+    assert probs.shape == (len(CLASSES), 45, 67) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(0), 1, atol=1e-5) and np.array_equal(probs.argmax(0), labels)
+
+
+def test_segmenter_lists_and_batches(checkpoint):
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(2))
+    c = rng.integers(0, 256, (33, 45, 3), dtype=np.uint8)
+    seg = Segmenter.from_checkpoint(checkpoint, batch_size=2)
+    singles = [seg.predict(im) for im in (a, b, c)]
+    listed = seg.predict([a, b, c])
+    assert all(np.array_equal(s, t) for s, t in zip(singles, listed))
+    stacked = seg.predict(np.stack([a, b]))
+    assert stacked.shape == (2, 40, 50) and np.array_equal(stacked[1], singles[1])
+
+
+def test_segmenter_rejects_bad_images(checkpoint, tmp_path):
+    seg = Segmenter.from_checkpoint(checkpoint)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(SceneparseError, match="broken.png"):
+        seg.predict(tmp_path / "broken.png")
+    with pytest.raises(SceneparseError, match="uint8"):
+        seg.predict(np.zeros((40, 40, 3), dtype=np.float32))
+    with pytest.raises(SceneparseError, match="engine"):
+        Segmenter.from_checkpoint(checkpoint, engine="tensorrt")

@@ -1,0 +1,199 @@
+"""The training and evaluation engine on the bundled CamVid samples (tiny model, tiny crops)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sceneparse.cli import main
+from sceneparse.engine import train as train_mod
+from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from sceneparse.engine.config import load_config
+from sceneparse.utils import SceneparseError
+
+from conftest import ROOT, SAMPLES
+
+TINY = "pspnet_lite"
+TINY_OPTIONS = {"width": 8}
+
+
+def write_config(tmp_path: Path, **overrides) -> Path:
+    cfg = {
+        "model": TINY, "model_options": TINY_OPTIONS, "dataset": "camvid", "root": str(SAMPLES / "camvid"),
+        "train_split": "train", "val_split": "train", "crop_size": [64, 80], "scale": [0.75, 1.25],
+        "batch_size": 2, "workers": 0, "optimizer": "adamw", "lr": 0.01, "weight_decay": 0.0,
+        "iterations": 4, "eval_interval": 1, "log_interval": 1, "seed": 3, "eval_size": [90, 120],
+    }
+    cfg.update(overrides)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_tiny_run_writes_checkpoints_logs_and_evaluates(tmp_path):
+    out = tmp_path / "run"
+    cfg = load_config(write_config(tmp_path), ["iterations=6"])
+    result = train_mod.train(cfg, out)
+    assert not result["interrupted"] and result["iteration"] == 6
+    for name in ("last.pt", "best.pt", "config.yaml", "log.csv", "curves.png"):
+        assert (out / name).is_file(), name
+    rows = [r for r in train_mod._read_log(out / "log.csv", 10**9) if r["loss"] is not None]
+    assert len(rows) == 6
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["model"]["name"] == TINY and ckpt["train_state"]["iteration"] == 6
+    assert ckpt["classes"][0] == "sky" and len(ckpt["palette"]) == 11
+    model = model_from_checkpoint(ckpt)
+    assert model(torch.zeros(1, 3, 33, 47)).shape == (1, 11, 33, 47)
+    best = load_checkpoint(out / "best.pt")
+    assert best["metrics"]["miou"] == pytest.approx(result["best_miou"])
+
+    ev = tmp_path / "eval"
+    code = main(["evaluate", "--checkpoint", str(out / "best.pt"), "--split", "train", "--out", str(ev),
+                 "--per-image"])
+    assert code == 0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    for key in ("miou", "pixel_acc", "mean_class_acc", "fwiou", "per_class", "confusion_matrix"):
+        assert key in metrics
+    assert 0 <= metrics["miou"] <= 1 and 0 <= metrics["pixel_acc"] <= 1
+    assert len(json.loads((ev / "per_image.json").read_text())) == 3
+    assert (ev / "confusion_matrix.png").stat().st_size > 1000
+
+
+def two_frame_folder(root: Path) -> Path:
+    """Two bundled CamVid frames, downscaled 4x, as a `folder` dataset (void 11 = ignore)."""
+    from PIL import Image
+
+    from sceneparse.data.labels import CAMVID_CLASSES, CAMVID_PALETTE
+
+    pairs = sorted((SAMPLES / "camvid" / "CamVid" / "train").glob("*.png"))[:2]
+    for split in ("train", "val"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        for image in pairs:
+            mask = image.parent.parent / "trainannot" / image.name
+            Image.open(image).resize((120, 90), Image.BILINEAR).save(root / split / "images" / image.name)
+            Image.open(mask).resize((120, 90), Image.NEAREST).save(root / split / "masks" / image.name)
+    (root / "classes.yaml").write_text(yaml.safe_dump(
+        {"names": list(CAMVID_CLASSES), "colors": [list(c) for c in CAMVID_PALETTE], "ignore_index": 11}))
+    return root
+
+
+def test_loop_learns_two_real_images(tmp_path):
+    """A small model memorises two real CamVid frames (at 90x120) to > 95% pixel accuracy."""
+    root = two_frame_folder(tmp_path / "data")
+    cfg = load_config(write_config(tmp_path), [
+        "dataset=folder", f"root={root}", "val_split=val", "crop_size=[90, 120]", "scale=[1.0, 1.0]",
+        "flip=false", "eval_size=[]", "iterations=120", "eval_interval=1000", "lr=0.01",
+        "model_options={width: 8}", "log_interval=20"])
+    result = train_mod.train(cfg, tmp_path / "overfit")
+    assert result["metrics"]["pixel_acc"] > 0.95, result["metrics"]["pixel_acc"]
+
+
+def _weights(path: Path) -> dict:
+    return load_checkpoint(path)["state_dict"]
+
+
+def test_resume_is_exact(tmp_path):
+    cfg_path = write_config(tmp_path, iterations=5, eval_interval=2)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train_mod.train(load_config(cfg_path), whole)
+    first = train_mod.train(load_config(cfg_path), split, stop_after=2)
+    assert first["interrupted"] and load_checkpoint(split / "last.pt")["train_state"]["iteration"] == 2
+    train_mod.train(load_config(cfg_path), split, resume="auto")
+    a, b = _weights(whole / "last.pt"), _weights(split / "last.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    assert load_checkpoint(split / "last.pt")["train_state"]["iteration"] == 5
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "nan"
+    real = train_mod.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(train_mod, "compute_loss", poisoned)
+    cfg = load_config(write_config(tmp_path, iterations=5, val_split=""))
+    with pytest.raises(SceneparseError, match="loss became nan at iteration 2"):
+        train_mod.train(cfg, out)
+    # One iteration per epoch here, so last.pt was written after iteration 2 and not after the bad step.
+    assert load_checkpoint(out / "last.pt")["train_state"]["iteration"] == 2
+
+
+def test_set_rejects_unknown_keys_and_wrong_types(tmp_path):
+    path = write_config(tmp_path)
+    with pytest.raises(SceneparseError, match="unknown key 'learning_rate'.*valid keys: model"):
+        load_config(path, ["learning_rate=0.1"])
+    with pytest.raises(SceneparseError, match="'batch_size' must be int, got str"):
+        load_config(path, ["batch_size=eight"])
+    with pytest.raises(SceneparseError, match="'flip' must be bool"):
+        load_config(path, ["flip=3"])
+    cfg = load_config(path, ["lr=1e-3", "crop_size=[32, 48]", "optimizer=sgd"])
+    assert cfg.lr == 0.001 and cfg.crop_size == [32, 48] and cfg.optimizer == "sgd"
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
+    code = main(["train", str(write_config(tmp_path)), "--set", "nope=1", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("sceneparse: error:") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", None])
+def test_bad_checkpoint_is_a_one_line_error(tmp_path, content, capsys):
+    path = tmp_path / "bad.pt"
+    if content is None:
+        torch.save({"weights": torch.zeros(2)}, path)  # a real torch file, but not ours
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SceneparseError, match=str(path)):
+        load_checkpoint(path)
+    assert main(["evaluate", "--checkpoint", str(path), "--dataset", "camvid", "--root",
+                 str(SAMPLES / "camvid")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.pt" in err
+
+
+def test_truncated_checkpoint_is_a_one_line_error(tmp_path):
+    out = tmp_path / "run"
+    train_mod.train(load_config(write_config(tmp_path, iterations=1, val_split="")), out)
+    data = (out / "last.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SceneparseError, match="cut.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sceneparse", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_distributed_evaluation_equals_single_process_and_training_writes_one_checkpoint(tmp_path):
+    cfg_path = write_config(tmp_path, iterations=2, val_split="train", batch_size=1)
+    run = _torchrun(["train", str(cfg_path), "--out", str(tmp_path / "ddp")], tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ckpt = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert ckpt["train_state"]["iteration"] == 2
+    assert sorted(p.name for p in (tmp_path / "ddp").glob("*.pt")) == ["best.pt", "last.pt"]
+
+    single = tmp_path / "single"
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "ddp" / "last.pt"), "--split", "train",
+                 "--out", str(single)]) == 0
+    run = _torchrun(["evaluate", "--checkpoint", str(tmp_path / "ddp" / "last.pt"), "--split", "train",
+                     "--out", str(tmp_path / "multi")], tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    a = json.loads((single / "metrics.json").read_text())["confusion_matrix"]
+    b = json.loads((tmp_path / "multi" / "metrics.json").read_text())["confusion_matrix"]
+    assert a == b and sum(map(sum, a)) > 0
