@@ -25,8 +25,15 @@ from sceneparse.engine.checkpoint import load_checkpoint, make_checkpoint, save_
 from sceneparse.engine.config import TrainConfig, as_dict, load_config, save_config
 from sceneparse.utils import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SceneparseError, atomic_path
 
-LOG_FIELDS = ["iteration", "epoch", "loss", "lr", "images_per_s", "elapsed_s",
+LOG_FIELDS = ["iteration", "epoch", "loss", "lr", "images_per_s", "elapsed_s", "peak_rss_mb",
               "val_miou", "val_pixel_acc", "val_mean_class_acc"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (data workers not included)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class EpochSampler(Sampler):
@@ -291,8 +298,9 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
     it = state["iteration"]
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=it, disable=not main, dynamic_ncols=True, unit="it",
-               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    # A bar on a terminal; in a log file (nohup, CI) a plain line per log row instead.
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=total, initial=it, disable=not (main and tty), dynamic_ncols=True, unit="it")
     window_loss, window_n, window_t = 0.0, 0, time.time()
     requested = False
     try:
@@ -336,8 +344,13 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                     now = time.time()
                     ips = window_n * cfg.batch_size * cfg.accumulate * world / max(now - window_t, 1e-9)
                     log.write({"iteration": it, "epoch": epoch, "loss": window_loss / window_n, "lr": lr,
-                               "images_per_s": ips, "elapsed_s": state["elapsed"] + now - t_start})
+                               "images_per_s": ips, "elapsed_s": state["elapsed"] + now - t_start,
+                               "peak_rss_mb": peak_rss_mb()})
                     bar.set_postfix(loss=f"{window_loss / window_n:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.2f}")
+                    if main and not tty:
+                        eta = (total - it) * (now - window_t) / window_n
+                        print(f"iter {it}/{total} epoch {epoch + 1} loss {window_loss / window_n:.4f} lr {lr:.2e} "
+                              f"{ips:.2f} img/s eta {eta / 60:.0f} min", file=sys.stderr, flush=True)
                     window_loss, window_n, window_t = 0.0, 0, now
                 epoch_end = it % iters_per_epoch == 0
                 if epoch_end and val_ds is not None and ((it // iters_per_epoch) % cfg.eval_interval == 0
@@ -357,17 +370,18 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                                "val_mean_class_acc": report["mean_class_acc"],
                                "elapsed_s": state["elapsed"] + time.time() - t_start})
                     if main:
-                        bar.write(f"[iter {it} epoch {epoch + 1}] val mIoU {report['miou']:.4f}  pixel acc "
+                        tqdm.write(f"[iter {it} epoch {epoch + 1}] val mIoU {report['miou']:.4f}  pixel acc "
                                   f"{report['pixel_acc']:.4f}  mean class acc {report['mean_class_acc']:.4f}"
                                   f"  (best {state['best_miou']:.4f} at iter {state['best_iteration']})")
                     log.plot()
                     if improved:
                         checkpoint("best.pt", report)
+                    window_t = time.time()  # keep evaluation time out of the training speed
                 if epoch_end or it == total or time.time() - last_save > 60 * cfg.checkpoint_minutes:
                     checkpoint("last.pt", state["metrics"])
                     last_save = time.time()
                 if cfg.early_stop and state["bad_evals"] >= cfg.early_stop:
-                    bar.write(f"early stop: no better val mIoU in {cfg.early_stop} evaluations")
+                    tqdm.write(f"early stop: no better val mIoU in {cfg.early_stop} evaluations")
                     total = it
                 out_of_time = time_limit is not None and time.time() - t_start > 60 * time_limit
                 requested = dist.broadcast_object(stop.signal is not None or out_of_time
@@ -390,7 +404,8 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
     elapsed = state["elapsed"] + time.time() - t_start
     if main and not interrupted:
         print(f"done: {it} iterations in {elapsed / 60:.1f} min; best val mIoU {state['best_miou']:.4f} "
-              f"at iteration {state['best_iteration']}; checkpoints in {out}", file=sys.stderr)
+              f"at iteration {state['best_iteration']}; peak memory {peak_rss_mb():.0f} MiB; checkpoints in {out}",
+              file=sys.stderr)
     return {"iteration": it, "total": total, "interrupted": interrupted, "best_miou": state["best_miou"],
             "metrics": state["metrics"], "elapsed": elapsed}
 
