@@ -4,15 +4,19 @@ One run measures, in this order and in the same process:
 
 1. FLOPs of one forward pass of the eager fp32 network (torch.utils.flop_counter; a multiply-add
    counts 2). The same count is used for every engine, so int8 "GFLOP/s" means fp32-equivalent work.
-2. The engine is prepared (torch.compile, or ONNX export (+ int8 quantization) into a temporary
-   folder); `setup_s` is how long that took.
+2. The engine is prepared and run once (torch.compile, or ONNX export (+ int8 quantization) into a
+   temporary folder); `setup_s` is how long that took.
 3. This machine's fp32 peak: the best of several 2048^3 float32 matmuls with the same threads.
-4. `--warmup` untimed runs, then `--runs` timed runs of a random batch: median and p90 latency,
-   images/s, achieved GFLOP/s and its percentage of the measured peak.
-5. Peak resident memory during the timed runs (the peak is reset before them on Linux; elsewhere
-   it is the process's lifetime peak, see `rss_scope`).
+4. `--warmup` more untimed runs, then `--runs` timed runs of one random batch: median and p90
+   latency, images/s, achieved GFLOP/s and its percentage of the measured peak.
+5. Peak resident memory of the process during the timed runs (on Linux the peak is reset before
+   them; elsewhere it is the lifetime peak, see `rss_scope`).
 
-The load average is recorded: on a shared machine the numbers are only comparable within a run.
+Engines: `torch` is what `Segmenter` runs (eager, inference mode, channels_last); `torch-compile`
+the same through torch.compile (inductor, weights frozen); `onnxruntime` a fixed-size fp32 ONNX
+export with all graph optimisations; `onnxruntime-int8` that export quantized (QDQ, per-channel;
+calibrated on `--calibration` images, default the bundled demo photo: speed does not depend on them).
+The load average is recorded: on a shared machine compare numbers only within one run.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,7 +36,7 @@ import torch
 from sceneparse.utils import SceneparseError
 
 ENGINES = ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8")
-SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES = Path(__file__).resolve().parent / "samples" / "demo"  # photos only (no label images)
 
 
 def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -44,8 +49,8 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best observed fp32 GFLOP/s of an n^3 matmul with the current torch threads."""
+def matmul_seconds(n: int = 2048, repeats: int = 5) -> float:
+    """Best time of an n x n fp32 matmul with the current torch threads (2 n^3 FLOPs)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     best = float("inf")
@@ -53,7 +58,94 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
         start = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    return best
+
+
+def peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's measured fp32 peak: GFLOP/s of the best n^3 matmul."""
+    return 2 * n ** 3 / matmul_seconds(n, repeats) / 1e9
+
+
+def load_model(args) -> tuple[torch.nn.Module, str, dict]:
+    """The eval network and the metadata an export needs, from --checkpoint or --model (random weights)."""
+    from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from sceneparse.export import checkpoint_metadata
+    from sceneparse.models import build_model
+
+    if args.checkpoint:
+        ckpt = load_checkpoint(args.checkpoint)
+        return model_from_checkpoint(ckpt), ckpt["model"]["name"], checkpoint_metadata(ckpt)
+    name = args.model or "pspnet_resnet18"
+    return build_model(name, args.num_classes).eval(), name, random_metadata(name, args.num_classes)
+
+
+def random_metadata(name: str, num_classes: int) -> dict:
+    from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD
+
+    return {"model": name, "num_classes": num_classes, "classes": [str(i) for i in range(num_classes)],
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+def prepare(engine: str, model: torch.nn.Module, x: torch.Tensor, metadata: dict, workdir: Path,
+            threads: int | None = None, calibration: str | os.PathLike | None = None,
+            calibration_images: int = 16) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A callable images -> logits for `engine`, already run once on `x` (compiles, loads).
+
+    The ONNX engines export to `workdir`/fp32.onnx, or reuse it when it is there (same model and size).
+    """
+    if engine not in ENGINES:
+        raise SceneparseError(f"unknown engine '{engine}' (valid: {', '.join(ENGINES)})")
+    if engine in ("torch", "torch-compile"):
+        model = model.to(memory_format=torch.channels_last)
+        if engine == "torch-compile":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # fold the weights into the graph: the inference setting
+            model = torch.compile(model)
+
+        def run(images: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return model(images.contiguous(memory_format=torch.channels_last))
+    else:
+        from sceneparse.export import OrtEngine, calibration_images as find_images, export_onnx, quantize_int8
+
+        path = workdir / "fp32.onnx"
+        if not path.is_file():
+            export_onnx(model, path, tuple(x.shape[-2:]), metadata, check=False)
+        if engine == "onnxruntime-int8":
+            quantize_int8(path, workdir / "int8.onnx", find_images(calibration or SAMPLES, calibration_images))
+            path = workdir / "int8.onnx"
+        run = OrtEngine(path, threads=threads)
+    run(x)
+    return run
+
+
+def time_runs(run: Callable, x: torch.Tensor, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        run(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summarize(times: list[float], flops: int, peak: float, batch_size: int) -> dict:
+    """Latency statistics, throughput and achieved GFLOP/s (and % of `peak`) of timed runs."""
+    median = float(np.median(times))
+    achieved = flops / median / 1e9
+    return {"latency_ms": {"median": round(median * 1e3, 1), "p90": round(float(np.percentile(times, 90)) * 1e3, 1),
+                           "min": round(min(times) * 1e3, 1)},
+            "images_per_s": round(batch_size / median, 3), "gflops_achieved": round(achieved, 1),
+            "peak_gflops_fp32": round(peak, 1), "percent_of_peak": round(100 * achieved / peak, 1)}
+
+
+def environment() -> dict:
+    import onnxruntime
+
+    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__}
 
 
 def _reset_peak_rss() -> bool:
@@ -73,89 +165,6 @@ def _peak_rss_mb(reset: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
 
 
-def load_model(args) -> tuple[torch.nn.Module, str, dict]:
-    """The eval network and the metadata an export needs, from --checkpoint or --model (random weights)."""
-    from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from sceneparse.export import checkpoint_metadata
-    from sceneparse.models import build_model
-
-    if args.checkpoint:
-        ckpt = load_checkpoint(args.checkpoint)
-        return model_from_checkpoint(ckpt), ckpt["model"]["name"], checkpoint_metadata(ckpt)
-    name = args.model or "pspnet_resnet18"
-    model = build_model(name, args.num_classes).eval()
-    meta = {"model": name, "num_classes": args.num_classes, "classes": [str(i) for i in range(args.num_classes)],
-            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-    return model, name, meta
-
-
-def prepare(engine: str, model: torch.nn.Module, size: tuple[int, int], metadata: dict, workdir: Path,
-            threads: int, calibration: str | None = None, calibration_images: int = 16):
-    """A callable tensor -> logits for `engine`."""
-    if engine == "torch":
-        return model
-    if engine == "torch-compile":
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True  # fold weights into the graph: what makes inductor fast for inference
-        return torch.compile(model)
-    from sceneparse.export import OrtEngine, calibration_images as find_images, export_onnx, quantize_int8
-
-    fp32 = workdir / "fp32.onnx"
-    export_onnx(model, fp32, size, metadata, check=False)
-    if engine == "onnxruntime":
-        return OrtEngine(fp32, threads=threads)
-    files = find_images(calibration or SAMPLES, calibration_images)
-    int8 = workdir / "int8.onnx"
-    quantize_int8(fp32, int8, files)
-    return OrtEngine(int8, threads=threads)
-
-
-def benchmark(model: torch.nn.Module, name: str, metadata: dict, size: tuple[int, int], engine: str = "torch",
-              threads: int | None = None, batch_size: int = 1, runs: int = 10, warmup: int = 2,
-              calibration: str | None = None) -> dict:
-    """Measure one (network, engine, size); see the module docstring for what each number means."""
-    if engine not in ENGINES:
-        raise SceneparseError(f"unknown engine '{engine}' (valid: {', '.join(ENGINES)})")
-    if runs < 1 or warmup < 0:
-        raise SceneparseError("--runs must be at least 1 and --warmup at least 0")
-    threads = threads or torch.get_num_threads()
-    torch.set_num_threads(threads)
-    load_before = os.getloadavg()[0]
-    x = torch.randn(batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
-    flops = count_flops(model, x)
-    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
-        start = time.perf_counter()
-        run = prepare(engine, model, size, metadata, Path(tmp), threads, calibration)
-        setup = time.perf_counter() - start
-        peak = matmul_peak_gflops()
-        reset = _reset_peak_rss()
-        for _ in range(warmup):
-            run(x)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            run(x)
-            times.append(time.perf_counter() - start)
-        rss = _peak_rss_mb(reset)
-    median = float(np.median(times))
-    achieved = flops / median / 1e9
-    import onnxruntime
-
-    return {
-        "model": name, "engine": engine, "size": list(size), "batch_size": batch_size, "threads": threads,
-        "gflop": round(flops / 1e9, 2),
-        "latency_ms": {"median": round(median * 1e3, 1), "p90": round(float(np.percentile(times, 90)) * 1e3, 1),
-                       "min": round(min(times) * 1e3, 1)},
-        "images_per_s": round(batch_size / median, 3), "gflops_achieved": round(achieved, 1),
-        "peak_gflops_fp32": round(peak, 1), "percent_of_peak": round(100 * achieved / peak, 1),
-        "peak_rss_mb": round(rss, 1), "rss_scope": "timed runs" if reset else "process lifetime",
-        "setup_s": round(setup, 1), "runs": runs, "warmup": warmup,
-        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "cpu": _cpu_name(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-    }
-
-
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -164,6 +173,33 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def benchmark(model: torch.nn.Module, name: str, metadata: dict, size: tuple[int, int], engine: str = "torch",
+              threads: int | None = None, batch_size: int = 1, runs: int = 10, warmup: int = 2,
+              calibration: str | None = None) -> dict:
+    """Measure one (network, engine, size); see the module docstring for what each number means."""
+    if runs < 1 or warmup < 0 or batch_size < 1:
+        raise SceneparseError("--runs and --batch-size must be at least 1, --warmup at least 0")
+    if threads:
+        torch.set_num_threads(threads)
+    load_before = os.getloadavg()[0]
+    x = torch.randn(batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
+    flops = count_flops(model, x)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run = prepare(engine, model, x, metadata, Path(tmp), threads, calibration)
+        setup = time.perf_counter() - start
+        peak = peak_gflops()
+        reset = _reset_peak_rss()
+        times = time_runs(run, x, runs, warmup)
+        rss = _peak_rss_mb(reset)
+    return {"model": name, "engine": engine, "size": list(size), "batch_size": batch_size,
+            "threads": threads or torch.get_num_threads(), "gflop": round(flops / 1e9, 2),
+            **summarize(times, flops, peak, batch_size),
+            "peak_rss_mb": round(rss, 1), "rss_scope": "timed runs" if reset else "process lifetime",
+            "setup_s": round(setup, 1), "runs": runs, "warmup": warmup,
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], **environment()}
 
 
 def format_result(r: dict) -> str:
@@ -179,9 +215,10 @@ def run_benchmark(args) -> int:
     from sceneparse.export import parse_size
 
     size = parse_size(args.size)
+    if min(size) < 32:
+        raise SceneparseError(f"--size {args.size}: the networks need at least 32x32")
     model, name, meta = load_model(args)
     result = benchmark(model, name, meta, size, engine=args.engine, threads=args.threads,
-                       batch_size=args.batch_size, runs=args.runs, warmup=args.warmup,
-                       calibration=getattr(args, "calibration", None))
+                       batch_size=args.batch_size, runs=args.runs, warmup=args.warmup, calibration=args.calibration)
     print(json.dumps(result) if args.json else format_result(result))
     return 0

@@ -71,7 +71,7 @@ def _inference_args(p, checkpoint_required: bool = False) -> None:
     p.add_argument("--onnx", default=None, help="ONNX file for --engine onnxruntime")
     p.add_argument("--batch-size", type=int, default=None,
                    help="network inputs per forward pass (images, flipped copies, windows); "
-                        "default: one image at a time, all its windows at once")
+                        "default: one image at a time, windows about a megapixel per pass")
     p.add_argument("--threads", type=int, default=None)
 
 
@@ -128,6 +128,8 @@ def _benchmark(sub) -> None:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--calibration", default=None,
+                   help="images for the int8 engine's calibration (default: the bundled demo photo)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda a: _call("sceneparse.benchmark", "run_benchmark", a))
 

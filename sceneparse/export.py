@@ -5,10 +5,12 @@ which handles SegNet's unpooling scatter. Adaptive pooling needs help, found by 
 2.13: `adaptive_max_pool2d` (PSP-VGG19's pyramid *max* pooling) has no ONNX translation at all,
 and the stock decomposition of `adaptive_avg_pool2d` for bins that do not divide the feature size
 (3 and 6) gathers with indices fixed at the traced size, so a `--dynamic` model silently gives
-wrong numbers, or fails, at any other size. Both are therefore decomposed here into one slice and
-reduction per bin, with bin edges computed from the (symbolic) input size exactly as PyTorch
-does (start = floor(i*H/b), end = ceil((i+1)*H/b)); the graph is the same at every size. Every
-export is checked against torch before the file is written.
+wrong numbers, or fails, at any other size. Both are therefore decomposed here, before the
+exporter sees them, into bin masks computed from the (symbolic) input size exactly as PyTorch
+defines the bins (start = floor(i*H/b), end = ceil((i+1)*H/b)): average pooling becomes two
+MatMuls with the normalised masks, max pooling two masked ReduceMax; the graph is right at every
+size. Each export is checked against torch (at another size than traced, when dynamic) before
+the file is written.
 
 The ONNX file carries what `predict` needs in its metadata_props (JSON values): classes, palette,
 mean, std, model, num_classes, dataset, label_set, precision and input_size.
@@ -19,6 +21,8 @@ exactly like inference (PyTorch's PT2E x86 quantizer moved to torchao, which is 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -26,9 +30,8 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 
 from sceneparse.utils import SceneparseError, atomic_path
@@ -40,44 +43,57 @@ aten = torch.ops.aten
 
 
 # ---------------------------------------------------------------- adaptive pooling for export
-def _bin_edges(size, bins: int) -> list[tuple]:
-    # Non-negative integer arithmetic only: the exporter turns // into ONNX Div, which truncates.
-    return [((i * size) // bins, ((i + 1) * size + bins - 1) // bins) for i in range(bins)]
+def _bin_masks(size, bins: int, device) -> torch.Tensor:
+    """(bins, size) bool: which positions each adaptive-pooling bin covers, as PyTorch defines them.
 
-
-def _adaptive_pool(x: torch.Tensor, output_size: Sequence[int], reduce) -> torch.Tensor:
-    rows = []
-    for hs, he in _bin_edges(x.shape[-2], output_size[0]):
-        cells = [reduce(x[..., hs:he, ws:we]) for ws, we in _bin_edges(x.shape[-1], output_size[1])]
-        rows.append(torch.stack(cells, -1))
-    return torch.stack(rows, -2)
+    Computed with tensor ops from the (symbolic) size: slicing with symbolic bounds instead makes
+    the exporter's shape reasoning take minutes. Only non-negative integers are divided, because
+    the exporter turns floor division into ONNX Div, which truncates.
+    """
+    i = torch.arange(bins, device=device)
+    start = torch.div(i * size, bins, rounding_mode="floor")
+    end = torch.div((i + 1) * size + bins - 1, bins, rounding_mode="floor")
+    position = torch.arange(size, device=device)
+    return (position >= start[:, None]) & (position < end[:, None])
 
 
 def _adaptive_avg(x: torch.Tensor, output_size: Sequence[int]) -> torch.Tensor:
-    return _adaptive_pool(x, output_size, lambda t: t.mean((-2, -1)))
+    rows = _bin_masks(x.shape[-2], output_size[0], x.device).to(x.dtype)
+    cols = _bin_masks(x.shape[-1], output_size[1], x.device).to(x.dtype)
+    rows = rows / rows.sum(1, keepdim=True)
+    cols = cols / cols.sum(1, keepdim=True)
+    return rows @ x @ cols.t()  # two MatMuls: (bh, H) x (N, C, H, W) x (W, bw)
 
 
 def _adaptive_max(x: torch.Tensor, output_size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    out = _adaptive_pool(x, output_size, lambda t: t.amax((-2, -1)))
+    rows = _bin_masks(x.shape[-2], output_size[0], x.device)
+    cols = _bin_masks(x.shape[-1], output_size[1], x.device)
+    low = torch.finfo(x.dtype).min
+    y = torch.where(rows[:, :, None], x[:, :, None], low).amax(3)  # (N, C, bh, W)
+    out = torch.where(cols, y[:, :, :, None], low).amax(-1)  # (N, C, bh, bw)
     return out, torch.zeros_like(out, dtype=torch.long)  # indices: unused by the zoo's eval networks
 
 
-POOL_DECOMPOSITIONS = {aten._adaptive_avg_pool2d.default: _adaptive_avg,
+POOL_DECOMPOSITIONS = {aten.adaptive_avg_pool2d.default: _adaptive_avg,
+                       aten._adaptive_avg_pool2d.default: _adaptive_avg,
                        aten.adaptive_max_pool2d.default: _adaptive_max}
 
 
 # ---------------------------------------------------------------- fp32 export
-def _quiet():
-    """Silence the exporter's progress prints and warnings (they go to stdout/stderr otherwise)."""
-    import contextlib
-    import io
-
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    return stack
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's and quantizer's progress prints, warnings and log lines."""
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def checkpoint_metadata(ckpt: dict) -> dict:
@@ -183,7 +199,7 @@ class OrtEngine:
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for got, want, axis in zip(x.shape[2:], self.fixed_size, ("height", "width")):
+        for got, want in zip(x.shape[2:], self.fixed_size):
             if want is not None and got != want:
                 raise SceneparseError(f"{self.path}: exported for input {self.fixed_size[0]}x{self.fixed_size[1]}, "
                                       f"got {x.shape[2]}x{x.shape[3]} (use --mode slide --crop "
@@ -296,6 +312,8 @@ def run_export(args) -> int:
         raise SceneparseError("--quantize int8 needs --calibration DIR (images like those you will segment)")
     if args.calibration and not args.quantize:
         raise SceneparseError("--calibration is only used with --quantize int8")
+    if args.calibration_images < 1:
+        raise SceneparseError(f"--calibration-images {args.calibration_images}: must be at least 1")
     size = parse_size(args.size) if args.size else None
     if size and min(size) < 32:
         raise SceneparseError(f"--size {args.size}: the networks need at least 32x32")

@@ -29,6 +29,7 @@ from PIL import Image
 from sceneparse.utils import SceneparseError, read_image
 
 Model = Callable[[torch.Tensor], torch.Tensor]
+WINDOW_BATCH_PIXELS = 2 ** 20  # default window batch: about a megapixel (two 512x1024 windows) per call
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -45,7 +46,13 @@ def default_stride(crop: tuple[int, int]) -> tuple[int, int]:
 
 
 def _forward(model: Model, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """Softmax probabilities of `x`, at most `batch_size` inputs per network call."""
+    """Softmax probabilities of `x`, at most `batch_size` inputs per network call.
+
+    A torch model gets channels_last input: measured 10-35% faster on this project's x86 CPU
+    (more with channels_last weights too, which `Segmenter` uses).
+    """
+    if isinstance(model, torch.nn.Module):
+        x = x.contiguous(memory_format=torch.channels_last)
     step = batch_size or len(x)
     return torch.cat([model(x[i:i + step]).float().softmax(1) for i in range(0, len(x), step)])
 
@@ -58,7 +65,7 @@ def _slide(model: Model, x: torch.Tensor, crop: tuple[int, int], stride: tuple[i
     hp, wp = x.shape[-2:]
     boxes = [(y, x0) for y in window_starts(hp, ch, stride[0]) for x0 in window_starts(wp, cw, stride[1])]
     jobs = [(i, y, x0) for y, x0 in boxes for i in range(n)]  # every window of every image
-    step = batch_size or len(jobs)
+    step = batch_size or max(1, WINDOW_BATCH_PIXELS // (ch * cw))
     probs = count = None
     for k in range(0, len(jobs), step):
         chunk = jobs[k:k + step]
@@ -79,15 +86,21 @@ def infer(model: Model, images: torch.Tensor, mode: str = "whole", crop: tuple[i
           batch_size: int | None = None) -> torch.Tensor:
     """Class probabilities (N, C, H, W) for normalised images (N, 3, H, W).
 
-    `batch_size` caps the network inputs per call (images, flipped copies and windows alike;
-    None: all at once); it changes speed and memory, not the result.
+    `batch_size` caps the network inputs per call (images, flipped copies and windows alike); it
+    changes speed and memory, not the result. None: whole images all at once, windows about a
+    megapixel per call.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise SceneparseError(f"infer: expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
     if mode not in ("whole", "slide"):
         raise SceneparseError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
-    if mode == "slide" and crop is None:
-        raise SceneparseError("sliding-window inference needs a window size (--crop HxW)")
+    if mode == "slide":
+        if crop is None:
+            raise SceneparseError("sliding-window inference needs a window size (--crop HxW)")
+        stride = stride or default_stride(crop)
+        if min(stride) < 1 or any(s > c for s, c in zip(stride, crop)):
+            raise SceneparseError(f"sliding-window stride {tuple(stride)} must be 1 to the window size "
+                                  f"{tuple(crop)}, or windows would leave gaps")
     if not scales or min(scales) <= 0:
         raise SceneparseError(f"scales must be positive numbers, got {tuple(scales)}")
     if batch_size is not None and batch_size < 1:
@@ -102,7 +115,7 @@ def infer(model: Model, images: torch.Tensor, mode: str = "whole", crop: tuple[i
         if mode == "whole":
             probs = _forward(model, x, batch_size)
         else:
-            probs = _slide(model, x, tuple(crop), tuple(stride or default_stride(crop)), batch_size)
+            probs = _slide(model, x, tuple(crop), tuple(stride), batch_size)
         if flip:
             probs = probs[:n] + probs[n:].flip(-1)
         if size != (h, w):
@@ -136,8 +149,8 @@ class Segmenter:
         labels, probs = seg.predict(photo, return_probs=True)  # probs: CxHxW float32
         many = seg.predict([a, b, c])                      # a list in, a list out
 
-    `model` maps normalised (B, 3, h, w) tensors to logits: a torch module or an `OrtEngine`.
-    The inference options (`mode`, `crop`, `stride`, `scales`, `flip`, `batch_size`) are those of
+    `model` maps normalised (B, 3, h, w) tensors to logits: a torch module (channels_last) or an
+    `OrtEngine`; `info` holds the model name, dataset and label set. The inference options (`mode`, `crop`, `stride`, `scales`, `flip`, `batch_size`) are those of
     `infer`; `batch_size` also sets how many same-size images of a list go through together.
     """
 
@@ -163,23 +176,22 @@ class Segmenter:
         """Load a checkpoint (path or built-in name); `engine="onnxruntime"` runs `onnx_path` instead of torch."""
         from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
+        if engine not in ("torch", "onnxruntime"):
+            raise SceneparseError(f"unknown engine '{engine}' (valid: torch, onnxruntime)")
+        if engine == "onnxruntime" and onnx_path is None:
+            raise SceneparseError("engine onnxruntime needs an ONNX file (--onnx FILE, made by `sceneparse export`)")
         ckpt = load_checkpoint(path_or_name)
         if engine == "torch":
             if threads:
                 torch.set_num_threads(threads)
-            model = model_from_checkpoint(ckpt)
-        elif engine == "onnxruntime":
+            model = model_from_checkpoint(ckpt).to(memory_format=torch.channels_last)
+        else:
             from sceneparse.export import OrtEngine
 
-            if onnx_path is None:
-                raise SceneparseError("engine onnxruntime needs an ONNX file (--onnx FILE, made by `sceneparse "
-                                      "export`)")
             model = OrtEngine(onnx_path, threads=threads)
             if model.metadata.get("classes", ckpt["classes"]) != ckpt["classes"]:
                 raise SceneparseError(f"{onnx_path}: its classes differ from those of checkpoint "
                                       f"{path_or_name or 'camvid'}; export it from that checkpoint")
-        else:
-            raise SceneparseError(f"unknown engine '{engine}' (valid: torch, onnxruntime)")
         norm = ckpt["normalization"]
         info = {"model": ckpt["model"]["name"], "dataset": ckpt["dataset"].get("name", ""),
                 "label_set": ckpt["dataset"].get("label_set", "")}

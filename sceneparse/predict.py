@@ -30,8 +30,13 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 OUTPUTS = ("index", "color", "overlay")
 
 
-def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(image, output stem relative to OUT) for every input, and the inputs that do not exist."""
+def collect_inputs(inputs: list[str], out: Path | None = None) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(image, output stem relative to OUT) for every input, and the inputs that do not exist.
+
+    Images inside `out` are left out, so predicting into a sub-folder of the input twice does not
+    segment the first run's pictures.
+    """
+    out = out.resolve() if out is not None else None
     jobs: dict[Path, Path] = {}
     missing = []
     for item in inputs:
@@ -48,7 +53,8 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str
             missing.append(item)
             continue
         for source, stem in found:
-            jobs.setdefault(source.resolve(), stem)
+            if out is None or not source.resolve().is_relative_to(out):
+                jobs.setdefault(source.resolve(), stem)
     seen: dict[Path, Path] = {}
     for source, stem in jobs.items():
         if stem in seen:
@@ -81,7 +87,7 @@ def cityscapes_label_ids(classes: list[str]) -> np.ndarray:
 
 
 def build_segmenter(args) -> Segmenter:
-    """The Segmenter the inference options of `predict` (and `evaluate`) ask for."""
+    """The Segmenter that `predict`'s checkpoint, engine and inference options ask for."""
     from sceneparse.engine.evaluate import inference_options
 
     options = dict(inference_options(args), batch_size=args.batch_size)
@@ -121,7 +127,7 @@ def run_predict(args) -> int:
     outputs = parse_outputs(args.outputs)
     if not 0.0 <= args.alpha <= 1.0:
         raise SceneparseError(f"--alpha {args.alpha}: must be between 0 and 1")
-    jobs, missing = collect_inputs(args.inputs)
+    jobs, missing = collect_inputs(args.inputs, Path(args.out))
     if not jobs:
         raise SceneparseError(f"no images found in {', '.join(args.inputs)}")
     seg = build_segmenter(args)

@@ -14,9 +14,9 @@ from sceneparse.inference import Segmenter
 from sceneparse.models import build_model, list_models
 from sceneparse.utils import SceneparseError
 
-# Same code paths as a fast case with a bigger backbone (pyramid pooling: pspnet_resnet18; unpooling:
-# segnet_basic); each takes 15-40 s to export on 2 cores. Deselect with -m "not slow".
-SLOW = {"pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101", "segnet_vgg16"}
+# Exported by the same code paths as a faster case (pspnet_resnet18, segnet_basic, dabnet_psp = dabnet +
+# pyramid pooling); each takes 10-60 s to export on 2 cores. Deselect with -m "not slow".
+SLOW = {"pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101", "segnet_vgg16", "dabnet"}
 CLASSES = ["road", "car", "sky", "tree", "person"]
 PALETTE = [[128, 64, 128], [0, 0, 142], [70, 130, 180], [107, 142, 35], [220, 20, 60]]
 
@@ -43,33 +43,34 @@ def lively(model: nn.Module) -> nn.Module:
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else [])
                                   for n in list_models()])
 def test_onnx_matches_torch(name, tmp_path):
-    """A dynamic-size export agrees with torch at two odd sizes it was not traced at (193x257)."""
+    """onnxruntime labels equal torch labels on >= 99.9% of pixels at an odd size (batch of 2)."""
     torch.manual_seed(0)
     model = lively(build_model(name, 7))
-    export_onnx(model, tmp_path / "m.onnx", size=None, metadata={"model": name})
-    engine = OrtEngine(tmp_path / "m.onnx")
-    assert engine.fixed_size == (None, None)
-    for shape in ((1, 3, 67, 91), (2, 3, 45, 77)):
-        x = torch.randn(*shape)
-        with torch.inference_mode():
-            expected = model(x)
-        got = engine(x)
-        assert got.shape == expected.shape
-        agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
-        assert agreement >= 0.999, f"{name} at {shape}: labels agree on {agreement:.4%}"
-        assert torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
+    export_onnx(model, tmp_path / "m.onnx", size=(67, 91), metadata={"model": name}, check=False)
+    x = torch.randn(2, 3, 67, 91)
+    with torch.inference_mode():
+        expected = model(x)
+    got = OrtEngine(tmp_path / "m.onnx")(x)
+    assert got.shape == expected.shape
+    agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
+    assert agreement >= 0.999, f"{name}: labels agree on {agreement:.4%}"
+    assert torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
 
 
-def test_adaptive_pooling_exports_at_every_size(tmp_path):
-    """Bins that do not divide the feature size, average and max: exact at sizes other than traced."""
+class Pools(nn.Module):
+    def forward(self, x):
+        return torch.cat([F.adaptive_avg_pool2d(x, b).flatten(2) for b in (1, 2, 3, 6)]
+                         + [F.adaptive_max_pool2d(x, b).flatten(2) for b in (1, 3, 6)], 2)
 
-    class Pools(nn.Module):
-        def forward(self, x):
-            return torch.cat([F.adaptive_avg_pool2d(x, b).flatten(2) for b in (1, 2, 3, 6)]
-                             + [F.adaptive_max_pool2d(x, b).flatten(2) for b in (1, 3, 6)], 2)
 
-    export_onnx(Pools(), tmp_path / "p.onnx")
+def test_dynamic_export_of_adaptive_pooling_is_exact_at_every_size(tmp_path):
+    """A --dynamic export (traced at 193x257) is right at other sizes, also where the bins 3 and 6 do
+    not divide the size. (Exported the stock way, adaptive average pooling gathers with indices fixed
+    at the traced size: wrong numbers or a crash elsewhere; adaptive max pooling does not export.)
+    Every real --dynamic export is also checked against torch at another size before it is written."""
+    export_onnx(Pools(), tmp_path / "p.onnx", check=False)
     engine = OrtEngine(tmp_path / "p.onnx")
+    assert engine.fixed_size == (None, None)
     for h, w in ((6, 7), (13, 29), (40, 41), (193, 257)):
         x = torch.randn(2, 3, h, w)
         assert torch.allclose(engine(x), Pools()(x), atol=1e-6), (h, w)

@@ -121,6 +121,8 @@ def test_bad_options_are_one_line_errors(model):
     x = torch.randn(1, 3, 40, 40)
     with pytest.raises(SceneparseError, match="crop"):
         infer(model, x, mode="slide")
+    with pytest.raises(SceneparseError, match="gaps"):
+        infer(model, x, mode="slide", crop=(32, 32), stride=(16, 40))
     with pytest.raises(SceneparseError, match="mode"):
         infer(model, x, mode="tiles")
     with pytest.raises(SceneparseError, match="shape"):

@@ -74,6 +74,15 @@ def test_folder_of_mixed_sizes(checkpoint, tmp_path, capsys):
         for kind in ("index.png", "color.png", "overlay.jpg"))
 
 
+def test_outputs_inside_the_input_folder_are_not_inputs(checkpoint, tmp_path):
+    _photo(tmp_path / "a.png", 40, 52, 0)
+    args = ["predict", str(tmp_path), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "pred")]
+    assert main(args) == 0
+    assert main(args) == 0  # the second run must not segment the first run's pictures
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["a_color.png", "a_index.png",
+                                                                     "a_overlay.jpg"]
+
+
 def test_files_globs_outputs_subset_and_legend(checkpoint, tmp_path):
     _photo(tmp_path / "in" / "x1.png", 40, 52, 0)
     _photo(tmp_path / "in" / "x2.png", 40, 52, 1)

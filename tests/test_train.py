@@ -15,7 +15,7 @@ from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from sceneparse.engine.config import load_config
 from sceneparse.utils import SceneparseError
 
-from conftest import ROOT, SAMPLES
+from conftest import SAMPLES
 
 TINY = "pspnet_lite"
 TINY_OPTIONS = {"width": 8}
@@ -113,15 +113,20 @@ def test_resume_is_exact(tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "nan"
-    real = train_mod.compute_loss
+    real = train_mod.make_loss_fn
     calls = {"n": 0}
 
-    def poisoned(*args, **kwargs):
-        calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return loss * float("nan") if calls["n"] == 3 else loss
+    def poisoned_loss_fn(*args, **kwargs):
+        loss_fn = real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "compute_loss", poisoned)
+        def poisoned(images, masks):
+            calls["n"] += 1
+            loss = loss_fn(images, masks)
+            return loss * float("nan") if calls["n"] == 3 else loss
+
+        return poisoned
+
+    monkeypatch.setattr(train_mod, "make_loss_fn", poisoned_loss_fn)
     cfg = load_config(write_config(tmp_path, iterations=5, val_split=""))
     with pytest.raises(SceneparseError, match="loss became nan at iteration 2"):
         train_mod.train(cfg, out)
@@ -179,7 +184,6 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow
 def test_distributed_evaluation_equals_single_process_and_training_writes_one_checkpoint(tmp_path):
     cfg_path = write_config(tmp_path, iterations=2, val_split="train", batch_size=1)
     run = _torchrun(["train", str(cfg_path), "--out", str(tmp_path / "ddp")], tmp_path)

@@ -65,4 +65,6 @@ def make_loss_fn(model: nn.Module, criterion: nn.Module, aux_weight: float = 0.4
             return criterion(main.float(), masks) + aux_weight * criterion(aux.float(), masks)
         return criterion(output.float(), masks)
 
-    return torch.compile(loss_fn) if compile else loss_fn
+    # dynamic=False: one static graph per input shape (fastest kernels; dynamic-shape graphs of the
+    # backward fail to compile in torch 2.13 for this network)
+    return torch.compile(loss_fn, dynamic=False) if compile else loss_fn

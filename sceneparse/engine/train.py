@@ -8,7 +8,6 @@ for bit on CPU, from the end of any iteration.
 from __future__ import annotations
 
 import csv
-import math
 import shutil
 import signal
 import sys
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from sceneparse.engine import distributed as dist
 from sceneparse.engine.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from sceneparse.engine.config import TrainConfig, as_dict, load_config, save_config
+from sceneparse.engine.fast import make_loss_fn
 from sceneparse.utils import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SceneparseError, atomic_path
 
 LOG_FIELDS = ["iteration", "epoch", "loss", "lr", "images_per_s", "elapsed_s", "peak_rss_mb",
@@ -108,13 +107,6 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def compute_loss(output, target: torch.Tensor, criterion: nn.Module, aux_weight: float) -> torch.Tensor:
-    if isinstance(output, tuple):
-        main, aux = output
-        return criterion(main, target) + aux_weight * criterion(aux, target)
-    return criterion(output, target)
 
 
 def check_output_dir(out: Path, model: nn.Module) -> None:
@@ -261,6 +253,8 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                     else None)
     net = model.module if world > 1 else model
+    loss_fn = make_loss_fn(model, criterion, aux_weight=cfg.aux_weight, channels_last=cfg.channels_last,
+                           compile=cfg.compile, bf16=cfg.bf16)
 
     sampler = EpochSampler(len(train_ds), iters_per_epoch * cfg.batch_size * cfg.accumulate, cfg.seed,
                            rank, world)
@@ -323,10 +317,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                             raise KeyboardInterrupt from None
                         raise
                     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-                    if cfg.channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                        loss = compute_loss(model(images), masks, criterion, cfg.aux_weight) / cfg.accumulate
+                    loss = loss_fn(images, masks) / cfg.accumulate
                     loss.backward()
                     step_loss += loss.detach().float()
                 step_loss = dist.all_reduce_sum(step_loss) / world

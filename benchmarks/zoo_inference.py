@@ -1,0 +1,109 @@
+"""Inference speed of the model zoo on every engine: JSON lines on stdout and a markdown table.
+
+    .venv/bin/python benchmarks/zoo_inference.py --size 512x1024 --out benchmarks/results/zoo_inference.md
+    .venv/bin/python benchmarks/zoo_inference.py --models dabnet_psp,pspnet_resnet18 --engines torch,onnxruntime
+
+For each network (random weights, 19 classes, batch 1) every engine is prepared first (export,
+quantization, compilation), then the engines and a 2048^3 fp32 matmul take turns, one timed run
+each per round: a machine shared with other work then slows all of them alike, so the ratios
+within a network are fair even when the absolute numbers are not. The fp32 peak is the best
+matmul of the rounds. Memory is not measured here (one process holds every engine): use
+`sceneparse benchmark --engine E` for the peak RSS of one engine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sceneparse.benchmark import ENGINES, count_flops, environment, matmul_seconds, prepare, random_metadata, summarize
+from sceneparse.export import parse_size
+from sceneparse.models import build_model, list_models
+from sceneparse.utils import atomic_path
+
+
+def measure(name: str, engines: list[str], size: tuple[int, int], runs: int, warmup: int, num_classes: int) -> list:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes).eval()
+    x = torch.randn(1, 3, *size)
+    flops = count_flops(model, x)
+    load = os.getloadavg()[0]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        runners, setup = {}, {}
+        for engine in engines:
+            start = time.perf_counter()
+            runners[engine] = prepare(engine, model, x, random_metadata(name, num_classes), Path(tmp))
+            setup[engine] = time.perf_counter() - start
+        for _ in range(warmup):
+            for run in runners.values():
+                run(x)
+        times = {engine: [] for engine in engines}
+        matmul = float("inf")
+        for _ in range(runs):
+            for engine, run in runners.items():
+                start = time.perf_counter()
+                run(x)
+                times[engine].append(time.perf_counter() - start)
+            matmul = min(matmul, matmul_seconds(repeats=3))
+    peak = 2 * 2048 ** 3 / matmul / 1e9
+    for engine in engines:
+        results.append({"model": name, "engine": engine, "size": list(size), "batch_size": 1,
+                        "threads": torch.get_num_threads(), "gflop": round(flops / 1e9, 2),
+                        **summarize(times[engine], flops, peak, 1), "setup_s": round(setup[engine], 1),
+                        "runs": runs, "warmup": warmup, "interleaved": True,
+                        "load_average": [round(load, 2), round(os.getloadavg()[0], 2)], **environment()})
+    return results
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| model | GFLOP | engine | median ms | p90 ms | img/s | GFLOP/s | % of fp32 peak | vs torch |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    eager = {r["model"]: r["latency_ms"]["median"] for r in results if r["engine"] == "torch"}
+    for r in results:
+        ratio = f"{eager[r['model']] / r['latency_ms']['median']:.2f}x" if r["model"] in eager else ""
+        lines.append(f"| {r['model']} | {r['gflop']} | {r['engine']} | {r['latency_ms']['median']} | "
+                     f"{r['latency_ms']['p90']} | {r['images_per_s']} | {r['gflops_achieved']} | "
+                     f"{r['percent_of_peak']} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(list_models()))
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--size", default="512x1024")
+    parser.add_argument("--num-classes", type=int, default=19)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=None, help="markdown file for the table")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = parse_size(args.size)
+    engines = args.engines.split(",")
+    results = []
+    for name in args.models.split(","):
+        for r in measure(name, engines, size, args.runs, args.warmup, args.num_classes):
+            print(json.dumps(r), flush=True)
+            results.append(r)
+    text = (f"Batch 1, {size[0]}x{size[1]}, {results[0]['threads']} threads, {results[0]['cpu']}, "
+            f"torch {results[0]['torch']}, onnxruntime {results[0]['onnxruntime']}; engines interleaved, "
+            f"{args.runs} rounds, median; peak = best 2048^3 fp32 matmul of the same rounds "
+            f"(load average at the start: {results[0]['load_average'][0]}).\n\n{table(results)}\n")
+    print(text, file=sys.stderr)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
