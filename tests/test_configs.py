@@ -30,6 +30,20 @@ def kitti_fixture(root: Path) -> Path:
     return root
 
 
+def cityscapes_fixture(root: Path) -> Path:
+    """The bundled official frame twice (a second name), as a 2-image train split: PSPNet's BatchNorm
+    after global pooling needs a batch of at least 2."""
+    import shutil
+
+    src = SAMPLES / "cityscapes"
+    for stem in ("frankfurt_000000_000294", "frankfurt_000000_000295"):
+        for kind, suffix in (("leftImg8bit", "leftImg8bit"), ("gtFine", "gtFine_labelIds")):
+            dst = root / kind / "train" / "frankfurt" / f"{stem}_{suffix}.png"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / kind / "val" / "frankfurt" / f"frankfurt_000000_000294_{suffix}.png", dst)
+    return root
+
+
 def smoke_overrides(name: str, tmp_path: Path) -> list[str]:
     cfg = yaml.safe_load(Path(name).read_text())
     sets = ["iterations=2", "epochs=0", "crop_size=[64, 64]", "batch_size=2", "workers=0",
@@ -40,7 +54,7 @@ def smoke_overrides(name: str, tmp_path: Path) -> list[str]:
     elif dataset == "cityscapes_pairs":
         sets += [f"root={SAMPLES / 'cityscapes_pairs'}", "train_split=train", "val_split=val"]
     elif dataset == "cityscapes":
-        sets += [f"root={SAMPLES / 'cityscapes'}", "train_split=val", "val_split=val", "batch_size=1"]
+        sets += [f"root={cityscapes_fixture(tmp_path / 'cityscapes')}", "train_split=train", "val_split=train"]
     elif dataset == "kitti_road":
         sets += [f"root={kitti_fixture(tmp_path / 'kitti')}"]
     return sets

@@ -62,5 +62,8 @@ def broadcast_object(obj):
 
 
 def cleanup() -> None:
+    """Leave the process group together: rank 0 may still be writing checkpoints when the others
+    finish, and a peer that exits early makes gloo abort the process still talking to it."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

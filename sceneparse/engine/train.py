@@ -317,7 +317,14 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                             raise KeyboardInterrupt from None
                         raise
                     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-                    loss = loss_fn(images, masks) / cfg.accumulate
+                    try:
+                        loss = loss_fn(images, masks) / cfg.accumulate
+                    except ValueError as e:
+                        if "more than 1 value per channel" not in str(e):
+                            raise
+                        raise SceneparseError(f"batch_size {cfg.batch_size} is too small for {cfg.model}: its "
+                                              f"BatchNorm after global pooling needs >= 2 images per "
+                                              f"process") from None
                     loss.backward()
                     step_loss += loss.detach().float()
                 step_loss = dist.all_reduce_sum(step_loss) / world
