@@ -12,6 +12,9 @@ from sceneparse.models import (  # noqa: E402
 )
 from sceneparse.utils import SceneparseError  # noqa: E402
 
+__all__ = ["PSPNet", "PSPNetLite", "PSPVGG19", "SceneparseError", "SegNet", "SegNetBasic", "Segmenter",
+           "build_model", "list_models", "load_backbone_weights"]
+
 
 def __getattr__(name: str):
     # Inference pulls in more modules; import it only when asked for.
