@@ -102,9 +102,10 @@ def _predict(sub) -> None:
 
 
 def _export(sub) -> None:
-    p = sub.add_parser("export", help="export the eval network to ONNX (fp32 or int8)")
+    p = sub.add_parser("export", help="export the eval network to ONNX (fp32 or int8) or a slim checkpoint")
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "checkpoint"], default="onnx",
+                   help="checkpoint: weights and metadata only, no training state (what ships as a built-in)")
     p.add_argument("--out", required=True)
     p.add_argument("--size", default=None, help="fixed input HxW")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")

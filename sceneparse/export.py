@@ -304,8 +304,17 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
 
 
 def run_export(args) -> int:
-    from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
+    if args.format == "checkpoint":
+        if args.size or args.dynamic or args.quantize or args.calibration:
+            raise SceneparseError("--format checkpoint takes no --size, --dynamic, --quantize or --calibration")
+        ckpt = load_checkpoint(args.checkpoint)
+        model_from_checkpoint(ckpt)  # the weights must fit the network before anything is written
+        ckpt.pop("train_state", None)
+        save_checkpoint(ckpt, args.out)
+        print(f"wrote {args.out} ({Path(args.out).stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
+        return 0
     if args.size and args.dynamic:
         raise SceneparseError("give either --size HxW or --dynamic, not both")
     if args.quantize and not args.calibration:

@@ -8,7 +8,7 @@ from PIL import Image
 from torch import nn
 
 from sceneparse.cli import main
-from sceneparse.engine.checkpoint import make_checkpoint, save_checkpoint
+from sceneparse.engine.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from sceneparse.export import OrtEngine, export_onnx, quantize_int8, read_metadata
 from sceneparse.inference import Segmenter
 from sceneparse.models import build_model, list_models
@@ -126,6 +126,23 @@ def test_export_errors(checkpoint, tmp_path, capsys):
     with pytest.raises(SceneparseError, match="bad.onnx"):
         OrtEngine(tmp_path / "bad.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_slim_checkpoint_drops_the_training_state_and_keeps_the_predictions(checkpoint, tmp_path, capsys):
+    full = torch.load(checkpoint, weights_only=True)
+    full["train_state"] = {"optimizer": {"state": {0: torch.zeros(1000)}}, "epoch": 3}
+    torch.save(full, tmp_path / "full.pt")
+    out = tmp_path / "slim.pt"
+    assert main(["export", "--format", "checkpoint", "--checkpoint", str(tmp_path / "full.pt"), "--out", str(out)]) == 0
+    slim = load_checkpoint(out)
+    assert "train_state" not in slim and out.stat().st_size < (tmp_path / "full.pt").stat().st_size
+    assert slim["classes"] == CLASSES and slim["normalization"] == full["normalization"]
+    photo = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    assert np.array_equal(Segmenter.from_checkpoint(out).predict(photo),
+                          Segmenter.from_checkpoint(checkpoint).predict(photo))
+    assert main(["export", "--format", "checkpoint", "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--size", "48x64"]) == 2
+    assert "takes no --size" in capsys.readouterr().err
 
 
 def _colour_task(n: int, seed: int, h: int = 48, w: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
 """The training and evaluation engine on the bundled CamVid samples (tiny model, tiny crops)."""
+import csv
 import json
 import os
 import subprocess
@@ -104,7 +105,13 @@ def test_resume_is_exact(tmp_path):
     train_mod.train(load_config(cfg_path), whole)
     first = train_mod.train(load_config(cfg_path), split, stop_after=2)
     assert first["interrupted"] and load_checkpoint(split / "last.pt")["train_state"]["iteration"] == 2
+    train_mod.train(load_config(cfg_path), split, resume="auto", stop_after=3)  # resumed twice
     train_mod.train(load_config(cfg_path), split, resume="auto")
+    with (whole / "log.csv").open() as f, (split / "log.csv").open() as g:
+        whole_log, split_log = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert [r["iteration"] for r in split_log] == [r["iteration"] for r in whole_log] == \
+        ["1", "2", "2", "3", "4", "4", "5", "5"]  # a row per iteration, one per evaluation
+    assert [r["loss"] for r in split_log] == [r["loss"] for r in whole_log]
     a, b = _weights(whole / "last.pt"), _weights(split / "last.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]

@@ -128,9 +128,14 @@ def check_output_dir(out: Path, model: nn.Module) -> None:
 def _read_log(path: Path, upto: int) -> list[dict]:
     if not path.is_file():
         return []
+    def value(key: str, text: str | None):
+        if text in ("", None):
+            return None
+        return int(float(text)) if key in ("iteration", "epoch") else float(text)
+
     with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= upto]
-    return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
+        rows = [{k: value(k, v) for k, v in r.items()} for r in csv.DictReader(f)]
+    return [r for r in rows if r["iteration"] <= upto]
 
 
 class RunLog:
