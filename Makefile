@@ -19,7 +19,7 @@ demo: install
 	$(PY) -m sceneparse demo --out runs/demo
 
 test: install-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2  # two workers: most tests run on one thread
 
 clean:
 	rm -rf runs/demo .pytest_cache

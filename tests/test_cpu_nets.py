@@ -11,13 +11,7 @@ from sceneparse.models.dabnet import DABModule, DABNet, depthwise_by_shifts
 from sceneparse.utils import IGNORE_INDEX
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two threads gain little on these small inputs and stall when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(model: torch.nn.Module) -> int:

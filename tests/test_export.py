@@ -14,30 +14,14 @@ from sceneparse.inference import Segmenter
 from sceneparse.models import build_model, list_models
 from sceneparse.utils import SceneparseError
 
+from conftest import CLASSES, PALETTE, lively
+
 # Exported by the same code paths as a faster case (pspnet_resnet18, segnet_basic, dabnet_psp = dabnet +
 # pyramid pooling); each takes 10-60 s to export on 2 cores. Deselect with -m "not slow".
 SLOW = {"pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101", "segnet_vgg16", "dabnet"}
-CLASSES = ["road", "car", "sky", "tree", "person"]
-PALETTE = [[128, 64, 128], [0, 0, 142], [70, 130, 180], [107, 142, 35], [220, 20, 60]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def lively(model: nn.Module) -> nn.Module:
-    """BatchNorm statistics from noise, so that random-weight outputs vary over the image."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    with torch.no_grad():
-        model.train()(torch.randn(2, 3, 64, 80))
-    return model.eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else [])
@@ -104,7 +88,10 @@ def test_export_cli_metadata_and_onnxruntime_predict(checkpoint, tmp_path, capsy
     options = {"mode": "slide", "crop": (48, 64), "stride": (30, 40)}
     torch_labels = Segmenter.from_checkpoint(checkpoint, **options).predict(photo)
     ort_labels = Segmenter.from_checkpoint(checkpoint, engine="onnxruntime", onnx_path=path, **options).predict(photo)
-    assert (ort_labels == torch_labels).mean() >= 0.999
+    # 99%, not 99.9%: with this photo one of SegNet's 65,280 pooling argmaxes in one window is a near tie
+    # that float rounding (1e-6) resolves differently in the two engines, and unpooling then moves
+    # decoder values: 0.7% of the labels differ. test_onnx_matches_torch checks every network at 99.9%.
+    assert (ort_labels == torch_labels).mean() >= 0.99
 
     Image.fromarray(photo).save(tmp_path / "photo.png")
     args = ["predict", str(tmp_path / "photo.png"), "--engine", "onnxruntime", "--onnx", str(path), "--out",

@@ -10,30 +10,10 @@ from sceneparse.inference import Segmenter, infer, window_starts
 from sceneparse.models import build_model
 from sceneparse.utils import SceneparseError
 
-CLASSES = ["road", "car", "sky", "tree", "person"]
-PALETTE = [[128, 64, 128], [0, 0, 142], [70, 130, 180], [107, 142, 35], [220, 20, 60]]
+from conftest import CLASSES, PALETTE, lively
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny inputs run faster on one thread, especially on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights with BatchNorm statistics taken from noise: outputs vary over the image, as a
-    trained network's do (fresh BN statistics give almost constant probabilities)."""
-    torch.manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration pass
-    with torch.no_grad():
-        model.train()(torch.randn(2, 3, 64, 80))
-    return model.eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

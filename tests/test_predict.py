@@ -10,16 +10,10 @@ from sceneparse.engine.checkpoint import make_checkpoint, save_checkpoint
 from sceneparse.inference import Segmenter
 from sceneparse.models import build_model
 
-CLASSES = ["road", "car", "sky", "tree", "person"]
-PALETTE = [[128, 64, 128], [0, 0, 142], [70, 130, 180], [107, 142, 35], [220, 20, 60]]
+from conftest import CLASSES, PALETTE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _checkpoint(path, classes, palette, dataset, seed=0):
