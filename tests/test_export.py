@@ -12,9 +12,9 @@ from sceneparse.engine.checkpoint import load_checkpoint, make_checkpoint, save_
 from sceneparse.export import OrtEngine, export_onnx, quantize_int8, read_metadata
 from sceneparse.inference import Segmenter
 from sceneparse.models import build_model, list_models
-from sceneparse.utils import SceneparseError
+from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError
 
-from conftest import CLASSES, PALETTE, lively
+from conftest import CLASSES, PALETTE, SAMPLES, lively
 
 # Exported by the same code paths as a faster case (pspnet_resnet18, segnet_basic, dabnet_psp = dabnet +
 # pyramid pooling); each takes 10-60 s to export on 2 cores. Deselect with -m "not slow".
@@ -22,16 +22,27 @@ SLOW = {"pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101", "segnet_vgg16"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+STREET = np.asarray(Image.open(SAMPLES / "demo" / "street.png").convert("RGB"))
+
+
+def normalize(photo: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(photo).permute(2, 0, 1).float() / 255
+    return (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else [])
                                   for n in list_models()])
 def test_onnx_matches_torch(name, tmp_path):
-    """onnxruntime labels equal torch labels on >= 99.9% of pixels at an odd size (batch of 2)."""
+    """onnxruntime labels equal torch labels on >= 99.9% of pixels at an odd size (two photo crops).
+
+    Photo crops, not noise: SegNet unpools at the argmax of each 2x2 window, and on random inputs an
+    occasional near tie (values 1e-6 apart) resolves differently in the two engines and moves
+    decoder values (measured: segnet_vgg16 99.35% on noise with seed 0, 100% on these crops with
+    seeds 0-2)."""
     torch.manual_seed(0)
     model = lively(build_model(name, 7))
     export_onnx(model, tmp_path / "m.onnx", size=(67, 91), metadata={"model": name}, check=False)
-    x = torch.randn(2, 3, 67, 91)
+    x = torch.stack([normalize(STREET[10:77, 20:111]), normalize(STREET[200:267, 300:391])])
     with torch.inference_mode():
         expected = model(x)
     got = OrtEngine(tmp_path / "m.onnx")(x)
@@ -84,14 +95,11 @@ def test_export_cli_metadata_and_onnxruntime_predict(checkpoint, tmp_path, capsy
     seg = Segmenter.from_onnx(path)
     assert seg.classes == CLASSES and seg.palette == [tuple(c) for c in PALETTE]
     assert torch.equal(seg.mean.flatten(), torch.tensor([0.5, 0.4, 0.3]))
-    photo = np.random.default_rng(0).integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    photo = STREET[100:170, 200:300].copy()
     options = {"mode": "slide", "crop": (48, 64), "stride": (30, 40)}
     torch_labels = Segmenter.from_checkpoint(checkpoint, **options).predict(photo)
     ort_labels = Segmenter.from_checkpoint(checkpoint, engine="onnxruntime", onnx_path=path, **options).predict(photo)
-    # 99%, not 99.9%: with this photo one of SegNet's 65,280 pooling argmaxes in one window is a near tie
-    # that float rounding (1e-6) resolves differently in the two engines, and unpooling then moves
-    # decoder values: 0.7% of the labels differ. test_onnx_matches_torch checks every network at 99.9%.
-    assert (ort_labels == torch_labels).mean() >= 0.99
+    assert (ort_labels == torch_labels).mean() >= 0.999
 
     Image.fromarray(photo).save(tmp_path / "photo.png")
     args = ["predict", str(tmp_path / "photo.png"), "--engine", "onnxruntime", "--onnx", str(path), "--out",

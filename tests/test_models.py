@@ -291,11 +291,19 @@ def test_models_cli_shows_shipped_models(tmp_path, monkeypatch, capsys):
     model = build_model("segnet_basic", 2)
     ckpt = checkpoint.make_checkpoint("segnet_basic", 2, {}, model.state_dict(), ["road", "other"],
                                       [(128, 64, 128), (0, 0, 0)], dataset="camvid",
-                                      metrics={"miou": 0.6234, "pixel_acc": 0.9012})
+                                      metrics={"miou": 0.6234, "pixel_acc": 0.9012,
+                                               "setup": {"dataset": "camvid", "split": "test"}})
     checkpoint.save_checkpoint(ckpt, tmp_path / checkpoint.BUILTIN["camvid"])
+    ckpt["metrics"] = {"miou": 0.41, "pixel_acc": 0.8, "setup": {"dataset": "cityscapes_pairs", "split": "val"},
+                       "categories": {"miou": 0.72, "pixel_acc": 0.9}}
+    checkpoint.save_checkpoint(ckpt, tmp_path / checkpoint.BUILTIN["cityscapes"])
     assert main(["models", "--size", "32x32"]) == 0
-    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("camvid")]
-    assert row and row[0].split() == ["camvid", "segnet_basic", "camvid", "2", "0.6234", "0.9012"]
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("Built-in trained models") + 2
+    assert [line.split() for line in lines[start:start + 3]] == [
+        ["camvid", "segnet_basic", "2", "camvid", "test", "0.6234", "0.9012"],
+        ["cityscapes", "segnet_basic", "2", "cityscapes_pairs", "val", "0.4100", "0.8000"],
+        ["cityscapes_pairs", "val,", "categories", "0.7200", "0.9000"]]
 
 
 def test_flops_on_meta_equal_a_real_forward():

@@ -208,3 +208,42 @@ def test_distributed_evaluation_equals_single_process_and_training_writes_one_ch
     a = json.loads((single / "metrics.json").read_text())["confusion_matrix"]
     b = json.loads((tmp_path / "multi" / "metrics.json").read_text())["confusion_matrix"]
     assert a == b and sum(map(sum, a)) > 0
+
+
+def test_label_set_categories_scores_a_hand_made_prediction(tmp_path, monkeypatch):
+    """A 4x4 Cityscapes frame: top half road, bottom-left sidewalk, bottom-right car. The prediction
+    says sidewalk on top (right category: flat), truck bottom-left (wrong: vehicle) and car
+    bottom-right. By hand: flat IoU 8/12, vehicle IoU 4/8, category mIoU 7/12; classes: road 0,
+    sidewalk 0, car 1, truck 0 (absent in the truth, present in the prediction), mIoU 1/4."""
+    import numpy as np
+    from PIL import Image
+
+    from sceneparse.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+    from sceneparse.engine import evaluate as evaluate_mod
+    from sceneparse.engine.checkpoint import make_checkpoint, save_checkpoint
+    from sceneparse.models import build_model
+
+    root = tmp_path / "cityscapes"
+    for kind, suffix, array in (
+            ("leftImg8bit", "leftImg8bit", np.zeros((4, 4, 3), np.uint8)),
+            ("gtFine", "gtFine_labelIds", np.array([[7] * 4, [7] * 4, [8, 8, 26, 26], [8, 8, 26, 26]], np.uint8))):
+        path = root / kind / "val" / "town" / f"town_000000_000000_{suffix}.png"
+        path.parent.mkdir(parents=True)
+        Image.fromarray(array).save(path)
+    road, sidewalk, car, truck = (CITYSCAPES_CLASSES.index(n) for n in ("road", "sidewalk", "car", "truck"))
+    predicted = torch.tensor([[sidewalk] * 4, [sidewalk] * 4, [truck, truck, car, car], [truck, truck, car, car]])
+    logits = torch.nn.functional.one_hot(predicted, 19).permute(2, 0, 1)[None].float()
+    monkeypatch.setattr(evaluate_mod, "_engine", lambda ckpt, args, device: lambda x: logits)
+    ckpt = make_checkpoint("segnet_basic", 19, {}, build_model("segnet_basic", 19).state_dict(),
+                           list(CITYSCAPES_CLASSES), CITYSCAPES_PALETTE, dataset="cityscapes", label_set="classes")
+    save_checkpoint(ckpt, tmp_path / "model.pt")
+    args = ["evaluate", "--checkpoint", str(tmp_path / "model.pt"), "--dataset", "cityscapes", "--root", str(root),
+            "--split", "val"]
+    assert main(args + ["--out", str(tmp_path / "classes")]) == 0
+    classes = json.loads((tmp_path / "classes" / "metrics.json").read_text())
+    assert classes["miou"] == pytest.approx(1 / 4)
+    assert main(args + ["--label-set", "categories", "--out", str(tmp_path / "cats")]) == 0
+    cats = json.loads((tmp_path / "cats" / "metrics.json").read_text())
+    assert cats["per_class"]["flat"]["iou"] == pytest.approx(8 / 12)
+    assert cats["per_class"]["vehicle"]["iou"] == pytest.approx(4 / 8)
+    assert cats["miou"] == pytest.approx(7 / 12) and cats["setup"]["label_set"] == "categories"
