@@ -82,12 +82,12 @@ def add_legend(image, classes: Sequence[str], palette: Palette, only: Sequence[i
     return out
 
 
-def grid(rows_of_images: Sequence[Sequence], path: str | os.PathLike, gap: int = 4) -> np.ndarray:
-    """Images side by side within a row, rows stacked, on white; written to `path` and returned."""
+def grid(rows_of_images: Sequence[Sequence], path: str | os.PathLike | None = None, gap: int = 4) -> np.ndarray:
+    """Images side by side within a row, rows stacked, on white; returned, and written to `path` if given."""
     rows = [[np.asarray(im) for im in row] for row in rows_of_images]
     rows = [[np.repeat(im[..., None], 3, 2) if im.ndim == 2 else im[..., :3] for im in row] for row in rows if row]
     if not rows:
-        raise SceneparseError(f"{path}: no images to put in the grid")
+        raise SceneparseError(f"{path or 'grid'}: no images to put in the grid")
     heights = [max(im.shape[0] for im in row) for row in rows]
     widths = [sum(im.shape[1] for im in row) + gap * (len(row) - 1) for row in rows]
     out = np.full((sum(heights) + gap * (len(rows) - 1), max(widths), 3), 255, dtype=np.uint8)
@@ -98,7 +98,8 @@ def grid(rows_of_images: Sequence[Sequence], path: str | os.PathLike, gap: int =
             out[y: y + im.shape[0], x: x + im.shape[1]] = im
             x += im.shape[1] + gap
         y += height + gap
-    save_image(out, path)
+    if path is not None:
+        save_image(out, path)
     return out
 
 

@@ -170,7 +170,7 @@ def run_show(args: argparse.Namespace) -> int:
             image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
             colours = np.asarray(Image.fromarray(colours).resize(size, Image.NEAREST))
         rows.append([image, colours])
-    picture = grid(rows, args.out)
+    picture = grid(rows)
     save_image(add_legend(picture, dataset.classes, dataset.palette, only=sorted(present)), args.out)
     print(f"wrote {args.out}: {len(rows)} {dataset.split} samples of {args.dataset}")
     return 0
