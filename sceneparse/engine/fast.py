@@ -21,9 +21,9 @@ oneDNN calls.
 Only the model's training forward is compiled, not the loss: with the cross-entropy inside the
 compiled graph, torch 2.13's inductor returns all-zero gradients for DABNet at 8x240x320 (the loss
 never moves; correct at 4x96x128), while the model alone compiles to gradients within 0.2% of
-eager (global relative difference) at both sizes. The model itself is unchanged (same parameters, same
-state_dict keys, no `_orig_mod.` prefix), so evaluation, checkpoints and `--resume` use the
-plain module; evaluating in eval mode does not trigger a recompilation of the training graph.
+eager (global relative difference) at both sizes. The model itself is unchanged (same
+parameters, same state_dict keys, no `_orig_mod.` prefix), so evaluation, checkpoints and
+`--resume` use the plain module; evaluating in eval mode does not trigger a recompilation of the training graph.
 The first call compiles (about a minute on 2 cores, less with inductor's on-disk cache) and every
 new input shape compiles again, so keep the crop size and batch fixed (drop_last=True).
 

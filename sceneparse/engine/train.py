@@ -128,6 +128,7 @@ def check_output_dir(out: Path, model: nn.Module) -> None:
 def _read_log(path: Path, upto: int) -> list[dict]:
     if not path.is_file():
         return []
+
     def value(key: str, text: str | None):
         if text in ("", None):
             return None
