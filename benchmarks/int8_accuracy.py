@@ -1,7 +1,7 @@
 """int8 against fp32 on a real evaluation set: mIoU of torch, onnxruntime fp32 and onnxruntime int8.
 
     .venv/bin/python benchmarks/int8_accuracy.py --checkpoint runs/camvid/best.pt \\
-        --dataset camvid --root ../shared/data/camvid_segnet/CamVid --split val
+        --dataset camvid --root ../shared/data/camvid_segnet --split val
 
 Exports the checkpoint with dynamic size, quantizes it (QDQ, per-channel int8 weights, uint8
 activations, MinMax) on `--calibration-images` images spread over the *train* split, then scores

@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sceneparse.utils import SceneparseError
+from sceneparse.utils import SceneparseError, peak_rss_mb
 
 ENGINES = ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8")
 SAMPLES = Path(__file__).resolve().parent / "samples" / "demo"  # photos only (no label images)
@@ -161,8 +159,7 @@ def _peak_rss_mb(reset: bool) -> float:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+    return peak_rss_mb()
 
 
 def _cpu_name() -> str:

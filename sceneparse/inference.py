@@ -150,8 +150,8 @@ class Segmenter:
         many = seg.predict([a, b, c])                      # a list in, a list out
 
     `model` maps normalised (B, 3, h, w) tensors to logits: a torch module (channels_last) or an
-    `OrtEngine`; `info` holds the model name, dataset and label set. The inference options (`mode`, `crop`, `stride`, `scales`, `flip`, `batch_size`) are those of
-    `infer`; `batch_size` also sets how many same-size images of a list go through together.
+    `OrtEngine`; `info` holds the model name, dataset and label set. The inference options
+    (`mode`, `crop`, `stride`, `scales`, `flip`, `batch_size`) are those of `infer`; `batch_size` also sets how many same-size images of a list go through together.
     """
 
     def __init__(self, model: Model, classes: Sequence[str], palette: Sequence[Sequence[int]],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -84,3 +85,11 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
 def read_color_label(path: str | os.PathLike) -> np.ndarray:
     """Read a colour-coded label image as an HxWx3 uint8 array."""
     return np.asarray(_open(Path(path)).convert("RGB"))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process over its lifetime, in MiB (child processes not included)."""
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20

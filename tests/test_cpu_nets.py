@@ -119,7 +119,7 @@ def test_channels_last_step_equals_plain_step_and_is_deterministic():
 
 @pytest.mark.slow
 def test_compiled_step_equals_plain_step_and_is_deterministic():
-    """torch.compile of forward + loss (so of the backward too); a DABNet with one DAB module compiles
+    """torch.compile of the model's forward (so of its backward too); a DABNet with one DAB module compiles
     faster (still 30-90 s on 2 cores without inductor's cache)."""
     torch.manual_seed(0)
     images, masks = batch(h=48, w=64)

@@ -51,7 +51,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     bf16: bool = False                  # bf16 autocast (slower than fp32 on CPUs without AMX)
     channels_last: bool = False         # NHWC: several times faster depth-wise convs on CPU
-    compile: bool = False               # torch.compile the training forward + loss (see engine/fast.py)
+    compile: bool = False               # torch.compile the model's training forward (see engine/fast.py)
     sync_bn: bool = True                # only used with >1 process on GPU
     # evaluation and checkpoints
     eval_interval: int = 1              # evaluate every N epochs (or N*iters_per_epoch iterations)

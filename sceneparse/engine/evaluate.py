@@ -45,7 +45,7 @@ def inference_options(args) -> dict:
 def evaluate_model(model, dataset, device: torch.device | str = "cpu", class_names: list[str] | None = None,
                    mode: str = "whole", crop=None, stride=None, scales=(1.0,), flip: bool = False,
                    groups: list[int] | None = None, group_names: list[str] | None = None,
-                   channels_last: bool = False, limit: int | None = None, progress: bool = False,
+                   limit: int | None = None, progress: bool = False,
                    on_prediction=None) -> dict:
     """Score `model` (a torch module or an onnxruntime engine) on `dataset`; return the report dict.
 
@@ -67,8 +67,6 @@ def evaluate_model(model, dataset, device: torch.device | str = "cpu", class_nam
     for i, (image, target) in enumerate(tqdm(loader, desc="evaluate", disable=not (progress and dist.is_main()),
                                              dynamic_ncols=True)):
         image = image.to(device)
-        if channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
         probs = infer(model, image, mode=mode, crop=crop, stride=stride, scales=scales, flip=flip)
         pred = probs.argmax(1).cpu()
         cm.update(pred, target)

@@ -22,17 +22,10 @@ from sceneparse.engine import distributed as dist
 from sceneparse.engine.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from sceneparse.engine.config import TrainConfig, as_dict, load_config, save_config
 from sceneparse.engine.fast import make_loss_fn
-from sceneparse.utils import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SceneparseError, atomic_path
+from sceneparse.utils import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SceneparseError, atomic_path, peak_rss_mb
 
 LOG_FIELDS = ["iteration", "epoch", "loss", "lr", "images_per_s", "elapsed_s", "peak_rss_mb",
               "val_miou", "val_pixel_acc", "val_mean_class_acc"]
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (data workers not included)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class EpochSampler(Sampler):
@@ -361,7 +354,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                                                          or it == total):
                     report = evaluate_model(net, val_ds, device=device, mode=cfg.eval_mode,
                                             crop=tuple(cfg.eval_crop) or None,
-                                            class_names=train_ds.classes, channels_last=cfg.channels_last)
+                                            class_names=train_ds.classes)
                     model.train()
                     state["metrics"] = report
                     improved = report["miou"] > state["best_miou"]
