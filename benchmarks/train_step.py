@@ -7,7 +7,8 @@ For every model and crop/batch config it measures several ways of running the sa
 one process and interleaved (round 1: every variant, round 2: every variant, ...), so that the
 ratios compare like with like on a machine shared with other jobs. Variants combine:
   channels_last  model and images in NHWC memory format
-  compile        torch.compile (inductor) of forward + loss, which compiles the backward too
+  compile        torch.compile (inductor) of the model's training forward (the loss stays eager;
+                 see sceneparse/engine/fast.py), which compiles the backward too
   bf16           bfloat16 autocast of the forward
 "eager" is the plain NCHW float32 loop. Images/s counts only timed steps: the first calls (and the
 compilation, reported as compile_s) are excluded. FLOPs are counted with

@@ -95,6 +95,44 @@ def test_loop_learns_two_real_images(tmp_path):
     assert result["metrics"]["pixel_acc"] > 0.95, result["metrics"]["pixel_acc"]
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_to_the_process_group_saves_last_and_exits_cleanly(tmp_path, sig):
+    """Ctrl-C in a terminal or a scheduler's SIGTERM reaches the data workers too: the run still
+    writes last.pt at the iteration it reached and says how to resume, without a traceback (a
+    worker killed first used to make the main process raise from inside backward())."""
+    import signal
+    import time
+
+    cfg = write_config(tmp_path, iterations=100000, workers=1, eval_interval=100000, log_interval=1)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "sceneparse", "train", str(cfg), "--out",
+                                 str(tmp_path / "run")], stderr=err, start_new_session=True)
+        deadline = time.time() + 120
+        while "iter 3/" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        os.killpg(proc.pid, getattr(signal, sig))
+        assert proc.wait(timeout=120) == 130  # the shell's code for a run stopped by a signal
+    text = log.read_text()
+    assert "Traceback" not in text and "stopped at iteration" in text, text[-2000:]
+    reached = int(text.split("stopped at iteration ")[1].split("/")[0])
+    assert reached >= 3
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["iteration"] == reached
+
+
+def test_a_last_partial_epoch_is_evaluated_and_saved(tmp_path):
+    """4 iterations of 3 per epoch: the final model is scored and saved, not only the epoch-3 one."""
+    cfg = load_config(write_config(tmp_path), ["batch_size=1", "iterations=4", "eval_interval=1"])
+    train_mod.train(cfg, tmp_path / "run")
+    evaluated = [r["iteration"] for r in train_mod._read_log(tmp_path / "run" / "log.csv", 10**9)
+                 if r["val_miou"] is not None]
+    assert evaluated == [3, 4]
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["train_state"]["iteration"] == 4
+    assert last["metrics"]["miou"] == pytest.approx(
+        train_mod._read_log(tmp_path / "run" / "log.csv", 10**9)[-1]["val_miou"], abs=1e-4)
+
+
 def _weights(path: Path) -> dict:
     return load_checkpoint(path)["state_dict"]
 

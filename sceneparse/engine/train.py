@@ -194,6 +194,14 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Data workers ignore Ctrl-C and SIGTERM sent to the whole process group (a terminal, `timeout`,
+    a cluster scheduler): the main process alone stops, writes last.pt and then shuts them down. A
+    worker killed first would make the main process raise from the middle of a step instead."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def run_train(args) -> int:
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -259,7 +267,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                            rank, world)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         drop_last=True, pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_ignore_stop_signals)
     log = RunLog(out, state["iteration"], enabled=main)
     if main:
         save_config(cfg, out / "config.yaml")
@@ -309,12 +317,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                 optimizer.zero_grad(set_to_none=True)
                 step_loss = torch.zeros((), device=device)
                 for _micro in range(cfg.accumulate):
-                    try:
-                        images, masks = next(batches)
-                    except RuntimeError:
-                        if stop.signal is not None:  # workers died from the same Ctrl-C
-                            raise KeyboardInterrupt from None
-                        raise
+                    images, masks = next(batches)
                     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
                     try:
                         loss = loss_fn(images, masks) / cfg.accumulate
@@ -349,7 +352,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                         print(f"iter {it}/{total} epoch {epoch + 1} loss {window_loss / window_n:.4f} lr {lr:.2e} "
                               f"{ips:.2f} img/s eta {eta / 60:.0f} min", file=sys.stderr, flush=True)
                     window_loss, window_n, window_t = 0.0, 0, now
-                epoch_end = it % iters_per_epoch == 0
+                epoch_end = it % iters_per_epoch == 0 or it == total  # a last partial epoch ends too
                 if epoch_end and val_ds is not None and ((it // iters_per_epoch) % cfg.eval_interval == 0
                                                          or it == total):
                     report = evaluate_model(net, val_ds, device=device, mode=cfg.eval_mode,
@@ -374,7 +377,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                     if improved:
                         checkpoint("best.pt", report)
                     window_t = time.time()  # keep evaluation time out of the training speed
-                if epoch_end or it == total or time.time() - last_save > 60 * cfg.checkpoint_minutes:
+                if epoch_end or time.time() - last_save > 60 * cfg.checkpoint_minutes:
                     checkpoint("last.pt", state["metrics"])
                     last_save = time.time()
                 if cfg.early_stop and state["bad_evals"] >= cfg.early_stop:
