@@ -72,6 +72,10 @@ def _inference_args(p, checkpoint_required: bool = False) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="network inputs per forward pass (images, flipped copies, windows); "
                         "default: one image at a time, windows about a megapixel per pass")
+    p.add_argument("--resize", default="auto", metavar="HxW|native|auto",
+                   help="resize each image to HxW for the network (probabilities back to its size); "
+                        "auto (default): the size stored with the model (models trained on the "
+                        "256x256 pix2pix pairs), else native")
     p.add_argument("--threads", type=int, default=None)
 
 

@@ -98,10 +98,13 @@ def _quiet() -> Iterator[None]:
 
 def checkpoint_metadata(ckpt: dict) -> dict:
     """The metadata an exported file carries, from a checkpoint."""
-    return {"classes": list(ckpt["classes"]), "palette": [list(c) for c in ckpt["palette"]],
+    meta = {"classes": list(ckpt["classes"]), "palette": [list(c) for c in ckpt["palette"]],
             "mean": list(ckpt["normalization"]["mean"]), "std": list(ckpt["normalization"]["std"]),
             "model": ckpt["model"]["name"], "num_classes": int(ckpt["model"]["num_classes"]),
             "dataset": ckpt["dataset"].get("name", ""), "label_set": ckpt["dataset"].get("label_set", "")}
+    if ckpt["dataset"].get("photo_size"):
+        meta["photo_size"] = list(ckpt["dataset"]["photo_size"])
+    return meta
 
 
 def _write_metadata(onnx_model, metadata: dict) -> None:

@@ -12,6 +12,12 @@ Test-time augmentation averages softmax probabilities over `scales` (the image i
 bilinearly, align_corners=False, and the probabilities are resized back the same way) and,
 with `flip`, over the horizontally flipped image (its probabilities flipped back).
 
+`resize` resizes every image to a fixed HxW first (and the probabilities back to the image's
+size): for models trained on photos that were all resized to one size, such as the pix2pix
+Cityscapes pairs (2048x1024 frames squeezed into 256x256), which then see other photos as they saw
+their training data. A checkpoint trained on such data stores the size (`dataset.photo_size`) and
+`Segmenter`, predict and evaluate use it unless told otherwise (`resize="native"`).
+
 `model` is anything that maps a float tensor (B, 3, h, w) to logits (B, C, h, w): a torch model
 in eval mode or `sceneparse.export.OrtEngine`.
 """
@@ -83,7 +89,7 @@ def _slide(model: Model, x: torch.Tensor, crop: tuple[int, int], stride: tuple[i
 @torch.inference_mode()
 def infer(model: Model, images: torch.Tensor, mode: str = "whole", crop: tuple[int, int] | None = None,
           stride: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
-          batch_size: int | None = None) -> torch.Tensor:
+          batch_size: int | None = None, resize: tuple[int, int] | None = None) -> torch.Tensor:
     """Class probabilities (N, C, H, W) for normalised images (N, 3, H, W).
 
     `batch_size` caps the network inputs per call (images, flipped copies and windows alike); it
@@ -106,6 +112,12 @@ def infer(model: Model, images: torch.Tensor, mode: str = "whole", crop: tuple[i
     if batch_size is not None and batch_size < 1:
         raise SceneparseError(f"batch size must be at least 1, got {batch_size}")
     n, _, h, w = images.shape
+    if resize is not None and tuple(resize) != (h, w):
+        if len(resize) != 2 or min(resize) < 1:
+            raise SceneparseError(f"resize must be two positive numbers (H, W), got {tuple(resize)}")
+        x = F.interpolate(images, size=tuple(resize), mode="bilinear", align_corners=False)
+        probs = infer(model, x, mode, crop, stride, scales, flip, batch_size)
+        return F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
     total = None
     for scale in scales:
         size = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
@@ -122,6 +134,16 @@ def infer(model: Model, images: torch.Tensor, mode: str = "whole", crop: tuple[i
             probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
         total = probs if total is None else total + probs
     return total / (len(scales) * (2 if flip else 1))
+
+
+def resolve_resize(value, stored) -> tuple[int, int] | None:
+    """The `resize` to use: "auto" = `stored` (the model's photo size, from its checkpoint or ONNX
+    metadata; None when it has none), "native" or None = each image as it is, else (H, W)."""
+    if value == "auto":
+        return tuple(int(v) for v in stored) if stored else None
+    if value in (None, "native"):
+        return None
+    return tuple(int(v) for v in value)
 
 
 def to_rgb_array(image) -> np.ndarray:
@@ -163,7 +185,7 @@ class Segmenter:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.info = dict(info or {})  # model name, dataset, label set
         self.options = {"mode": "whole", "crop": None, "stride": None, "scales": (1.0,), "flip": False,
-                        "batch_size": None}
+                        "batch_size": None, "resize": None}
         unknown = set(options) - set(self.options)
         if unknown:
             raise SceneparseError(f"unknown inference option(s): {', '.join(sorted(unknown))}")
@@ -195,6 +217,7 @@ class Segmenter:
         norm = ckpt["normalization"]
         info = {"model": ckpt["model"]["name"], "dataset": ckpt["dataset"].get("name", ""),
                 "label_set": ckpt["dataset"].get("label_set", "")}
+        options["resize"] = resolve_resize(options.get("resize", "auto"), ckpt["dataset"].get("photo_size"))
         return cls(model, ckpt["classes"], ckpt["palette"], norm["mean"], norm["std"], info, **options)
 
     @classmethod
@@ -208,6 +231,7 @@ class Segmenter:
             raise SceneparseError(f"{path}: no sceneparse metadata (classes, palette, normalisation); "
                                   f"export it with `sceneparse export`")
         info = {k: meta.get(k, "") for k in ("model", "dataset", "label_set")}
+        options["resize"] = resolve_resize(options.get("resize", "auto"), meta.get("photo_size"))
         return cls(engine, meta["classes"], meta["palette"], meta["mean"], meta["std"], info, **options)
 
     @property

@@ -75,4 +75,6 @@ def test_config_smoke_run(path, tmp_path):
     assert result["iteration"] == 2 and not result["interrupted"]
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["model"]["name"] == cfg.model and ckpt["train_state"]["iteration"] == 2
+    # pix2pix pairs are 256x256 photos (squeezed frames): the model keeps that size for inference
+    assert ckpt["dataset"].get("photo_size") == ([256, 256] if cfg.dataset == "cityscapes_pairs" else None)
 

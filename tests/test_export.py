@@ -110,6 +110,22 @@ def test_export_cli_metadata_and_onnxruntime_predict(checkpoint, tmp_path, capsy
     assert "exported for input 48x64" in capsys.readouterr().err
 
 
+def test_the_photo_size_travels_into_the_onnx_file(tmp_path):
+    """A model of fixed-size photos (pix2pix pairs) exported at that size predicts any photo from the file alone."""
+    torch.manual_seed(0)
+    model = lively(build_model("pspnet_lite", len(CLASSES), width=8))  # no argmax unpooling: no near-ties
+    ckpt = make_checkpoint("pspnet_lite", len(CLASSES), {"width": 8}, model.state_dict(), CLASSES, PALETTE,
+                           dataset="cityscapes_pairs", photo_size=(48, 64))
+    save_checkpoint(ckpt, tmp_path / "pairs.pt")
+    path = tmp_path / "pairs.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "pairs.pt"), "--out", str(path), "--size", "48x64"]) == 0
+    assert read_metadata(path)["photo_size"] == [48, 64]
+    photo = STREET[100:170, 200:300].copy()
+    ort_labels = Segmenter.from_onnx(path).predict(photo)  # 70x100, resized to the file's 48x64
+    assert ort_labels.shape == (70, 100)
+    assert (ort_labels == Segmenter.from_checkpoint(tmp_path / "pairs.pt").predict(photo)).mean() >= 0.999
+
+
 def test_export_errors(checkpoint, tmp_path, capsys):
     out = str(tmp_path / "m.onnx")
     assert main(["export", "--checkpoint", str(checkpoint), "--out", out, "--size", "48x64", "--dynamic"]) == 2

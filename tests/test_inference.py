@@ -152,3 +152,30 @@ def test_segmenter_rejects_bad_images(checkpoint, tmp_path):
         seg.predict(np.zeros((40, 40, 3), dtype=np.float32))
     with pytest.raises(SceneparseError, match="engine"):
         Segmenter.from_checkpoint(checkpoint, engine="tensorrt")
+
+
+def test_resize_runs_the_network_at_that_size(model):
+    x = torch.randn(1, 3, 64, 128)
+    resized = F.interpolate(x, size=(48, 48), mode="bilinear", align_corners=False)
+    expected = F.interpolate(infer(model, resized, flip=True), size=(64, 128), mode="bilinear", align_corners=False)
+    got = infer(model, x, flip=True, resize=(48, 48))
+    assert got.shape == (1, len(CLASSES), 64, 128)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.equal(infer(model, x, resize=(64, 128)), infer(model, x))  # already that size: as is
+    with pytest.raises(SceneparseError, match="resize"):
+        infer(model, x, resize=(0, 48))
+
+
+def test_a_model_trained_on_fixed_size_photos_resizes_by_default(model, tmp_path):
+    """A pix2pix-pairs checkpoint stores its photo size: predict/evaluate resize to it unless told otherwise."""
+    path = tmp_path / "pairs.pt"
+    save_checkpoint(make_checkpoint("segnet_basic", len(CLASSES), {}, model.state_dict(), CLASSES, PALETTE,
+                                    photo_size=(48, 48)), path)
+    image = np.random.default_rng(0).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    x = Segmenter.from_checkpoint(path).preprocess([image])
+    resized = infer(model, x, resize=(48, 48)).argmax(1)[0].numpy()
+    native = infer(model, x).argmax(1)[0].numpy()
+    assert (resized != native).mean() > 0.05  # the two really differ, so the checks below mean something
+    assert np.array_equal(Segmenter.from_checkpoint(path).predict(image), resized)
+    assert np.array_equal(Segmenter.from_checkpoint(path, resize="native").predict(image), native)
+    assert np.array_equal(Segmenter.from_checkpoint(path, resize=(64, 128)).predict(image), native)

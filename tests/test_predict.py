@@ -118,7 +118,22 @@ def test_bad_options_exit_2(checkpoint, tmp_path, capsys):
     assert main(args + ["--cityscapes-ids"]) == 2  # a CamVid model has no Cityscapes label ids
     assert "Cityscapes" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "nothing*.png"), "--checkpoint", str(checkpoint)]) == 2
+    assert main(args + ["--resize", "big"]) == 2
+    assert "size 'big'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_resize_option(checkpoint, tmp_path):
+    image = _photo(tmp_path / "in" / "a.png", 64, 128, 5)
+    for size in ("48x48", "native"):
+        assert main(["predict", str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--out",
+                     str(tmp_path / size), "--outputs", "index", "--resize", size]) == 0
+    seg = Segmenter.from_checkpoint(checkpoint, resize=(48, 48))
+    resized = np.asarray(Image.open(tmp_path / "48x48" / "a_index.png"))
+    assert resized.shape == (64, 128) and np.array_equal(resized, seg.predict(image))
+    native = np.asarray(Image.open(tmp_path / "native" / "a_index.png"))
+    assert np.array_equal(native, Segmenter.from_checkpoint(checkpoint).predict(image))
+    assert (native != resized).mean() > 0.05
 
 
 def test_cityscapes_label_ids(tmp_path):

@@ -115,3 +115,14 @@ class CityscapesPairs(CityscapesLabelSets):
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.read_decoded(i)[:2]
+
+    @property
+    def photo_size(self) -> tuple[int, int] | None:
+        """(H, W) of the photos (of the first composite): pix2pix squeezed 2048x1024 frames into
+        256x256, so a model trained here should see any other photo resized the same way."""
+        if not self.samples:
+            return None
+        from PIL import Image
+
+        with Image.open(self.samples[0][0]) as im:
+            return (im.height, im.width // 2)

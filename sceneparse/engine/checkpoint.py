@@ -39,8 +39,13 @@ DEFAULT_BUILTIN = "camvid"
 def make_checkpoint(model_name: str, num_classes: int, model_options: dict, state_dict: dict,
                     classes: list[str], palette: list, dataset: str = "", label_set: str = "",
                     mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD, config: dict | None = None,
-                    metrics: dict | None = None, train_state: dict | None = None) -> dict:
-    """Assemble a checkpoint dict in the documented format."""
+                    metrics: dict | None = None, train_state: dict | None = None,
+                    photo_size: tuple[int, int] | None = None) -> dict:
+    """Assemble a checkpoint dict in the documented format.
+
+    `photo_size` (H, W) is for data sets of fixed-size resized photos (the pix2pix pairs): inference
+    then resizes every image to it by default (see `sceneparse.inference.resolve_resize`).
+    """
     if len(classes) != num_classes or len(palette) != num_classes:
         raise ValueError(f"{num_classes} classes but {len(classes)} names and {len(palette)} colours")
     ckpt = {
@@ -52,6 +57,8 @@ def make_checkpoint(model_name: str, num_classes: int, model_options: dict, stat
         "dataset": {"name": dataset, "label_set": label_set},
         "state_dict": state_dict, "config": config or {}, "metrics": metrics or {},
     }
+    if photo_size is not None:
+        ckpt["dataset"]["photo_size"] = [int(v) for v in photo_size]
     if train_state is not None:
         ckpt["train_state"] = train_state
     return ckpt

@@ -38,13 +38,16 @@ def inference_options(args) -> dict:
     crop, stride = _size(args.crop), _size(args.stride)
     if args.mode == "slide" and crop is None:
         raise SceneparseError("--mode slide needs --crop HxW")
-    return {"mode": args.mode, "crop": crop, "stride": stride, "scales": scales, "flip": args.flip}
+    resize = args.resize if args.resize in ("auto", "native") else _size(args.resize)
+    return {"mode": args.mode, "crop": crop, "stride": stride, "scales": scales, "flip": args.flip,
+            "resize": resize}
 
 
 @torch.no_grad()
 def evaluate_model(model, dataset, device: torch.device | str = "cpu", class_names: list[str] | None = None,
                    mode: str = "whole", crop=None, stride=None, scales=(1.0,), flip: bool = False,
-                   groups: list[int] | None = None, group_names: list[str] | None = None,
+                   resize: tuple[int, int] | None = None, groups: list[int] | None = None,
+                   group_names: list[str] | None = None,
                    limit: int | None = None, progress: bool = False,
                    on_prediction=None) -> dict:
     """Score `model` (a torch module or an onnxruntime engine) on `dataset`; return the report dict.
@@ -67,7 +70,8 @@ def evaluate_model(model, dataset, device: torch.device | str = "cpu", class_nam
     for i, (image, target) in enumerate(tqdm(loader, desc="evaluate", disable=not (progress and dist.is_main()),
                                              dynamic_ncols=True)):
         image = image.to(device)
-        probs = infer(model, image, mode=mode, crop=crop, stride=stride, scales=scales, flip=flip)
+        probs = infer(model, image, mode=mode, crop=crop, stride=stride, scales=scales, flip=flip,
+                      resize=resize)
         pred = probs.argmax(1).cpu()
         cm.update(pred, target)
         if on_prediction is not None:
@@ -94,6 +98,7 @@ def run_evaluate(args) -> int:
     from sceneparse.data import build_dataset
     from sceneparse.data.transforms import eval_transform
     from sceneparse.engine.checkpoint import load_checkpoint
+    from sceneparse.inference import resolve_resize
 
     device = dist.init()
     try:
@@ -113,22 +118,22 @@ def run_evaluate(args) -> int:
             raise SceneparseError(f"{root}: dataset '{name}' has classes {list(dataset.classes)[:4]}..., the "
                                   f"checkpoint predicts {list(ckpt['classes'])[:4]}... ({len(ckpt['classes'])})")
         groups, group_names = _label_set_mapping(ckpt, args.label_set)
+        options = inference_options(args)
+        options["resize"] = resolve_resize(options["resize"], ckpt["dataset"].get("photo_size"))
         model = _engine(ckpt, args, device)
         out = Path(args.out) if args.out else Path(f"eval_{name}_{args.split}")
         per_image, save = [], None
         if args.save_predictions or args.per_image:
             save = _prediction_writer(out, dataset, ckpt, args.save_predictions, per_image)
         result = evaluate_model(model, dataset, device=device, class_names=ckpt["classes"],
-                                limit=args.limit, progress=True, on_prediction=save,
-                                **inference_options(args))
+                                limit=args.limit, progress=True, on_prediction=save, **options)
         if groups is not None:  # score on the coarser label set: `miou` becomes the category mIoU
             matrix = collapse(torch.tensor(result["confusion_matrix"]), groups)
             result = report(matrix, list(group_names))
         result["setup"] = {"checkpoint": str(args.checkpoint or "camvid"), "dataset": name, "root": str(root),
                            "split": args.split, "images": len(dataset) if args.limit is None
                            else min(args.limit, len(dataset)), "label_set": args.label_set or
-                           ckpt["dataset"].get("label_set") or "", **inference_options(args),
-                           "engine": args.engine}
+                           ckpt["dataset"].get("label_set") or "", **options, "engine": args.engine}
         if dist.is_main():
             out.mkdir(parents=True, exist_ok=True)
             save_report(result, out / "metrics.json")

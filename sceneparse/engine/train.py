@@ -290,7 +290,8 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
         ckpt = make_checkpoint(cfg.model, num_classes, cfg.model_options, net.state_dict(), train_ds.classes,
                                train_ds.palette, dataset=cfg.dataset,
                                label_set=getattr(train_ds, "label_set", "") or "", config=as_dict(cfg),
-                               metrics=metrics, train_state=train_state)
+                               metrics=metrics, train_state=train_state,
+                               photo_size=getattr(train_ds, "photo_size", None))
         save_checkpoint(ckpt, out / name)
 
     stop = StopFlag()
