@@ -10,7 +10,9 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     palette       [[r, g, b], ...]           one colour per class
     ignore_index  255
     normalization {"mean": [3 floats], "std": [3 floats]}   on 0..1 pixel values
-    dataset       {"name": str, "label_set": str}   what the classes mean ("" when unknown)
+    dataset       {"name": str, "label_set": str}   what the classes mean ("" when unknown);
+                  optional "photo_size": [H, W] when every training photo had that size (the
+                  pix2pix pairs): inference resizes images to it by default (`--resize`)
     state_dict    model weights (fp32, or fp16 for shipped models; loaded as fp32)
     config        the resolved training config (dict), may be {}
     metrics       last evaluation report (dict), may be {}
