@@ -13,8 +13,8 @@ from sceneparse.inference import Segmenter
 
 from conftest import SAMPLES
 
-SHIPPED = ["camvid"]  # every name here must be in the package; the test fails if its files are missing
-DATA = {"camvid": "camvid_segnet"}
+SHIPPED = ["camvid", "cityscapes"]  # every name here must be in the package; the test fails if its files are missing
+DATA = {"camvid": "camvid_segnet", "cityscapes": "cityscapes_pix2pix/cityscapes"}
 
 
 def reference(name: str) -> dict:
@@ -76,3 +76,34 @@ def test_demo_writes_the_overlay_of_the_bundled_photo(tmp_path, offline):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["street_color.png", "street_index.png", "street_overlay.jpg"]
     labels = np.asarray(Image.open(tmp_path / "street_index.png"))
     assert (labels == np.asarray(Image.open(WEIGHTS_DIR / "camvid_reference.png"))).mean() >= 0.99
+
+
+def test_cityscapes_builtin_writes_cityscapes_colours_and_label_ids(tmp_path, offline):
+    """`--checkpoint cityscapes`: a pix2pix-trained model; any photo is resized to its 256x256 for the
+    network and the outputs have the photo's own size; `--cityscapes-ids` writes official labelIds."""
+    from sceneparse.data.labels import CITYSCAPES_LABELS, CITYSCAPES_PALETTE
+
+    ckpt = load_checkpoint("cityscapes")
+    assert ckpt["dataset"]["photo_size"] == [256, 256] and len(ckpt["classes"]) == 19
+    photo = SAMPLES / "cityscapes" / "leftImg8bit" / "val" / "frankfurt" / "frankfurt_000000_000294_leftImg8bit.png"
+    assert main(["predict", str(photo), "--checkpoint", "cityscapes", "--out", str(tmp_path),
+                 "--outputs", "index,color", "--cityscapes-ids"]) == 0
+    index = np.asarray(Image.open(tmp_path / f"{photo.stem}_index.png"))
+    color = np.asarray(Image.open(tmp_path / f"{photo.stem}_color.png").convert("RGB"))
+    ids = np.asarray(Image.open(tmp_path / "labelIds" / f"{photo.stem}.png"))
+    assert index.shape == ids.shape == color.shape[:2] == Image.open(photo).size[::-1]
+    assert np.array_equal(color, np.array(CITYSCAPES_PALETTE, dtype=np.uint8)[index])
+    to_id = {lab.train_id: lab.id for lab in CITYSCAPES_LABELS if 0 <= lab.train_id < 255}
+    assert np.array_equal(ids, np.vectorize(to_id.get)(index))
+    # the same frame as the pix2pix photo: mostly the same labels, from a 4x larger photo
+    small = np.asarray(Image.fromarray(index.astype(np.uint8)).resize((256, 256), Image.NEAREST))
+    assert (small == np.asarray(Image.open(WEIGHTS_DIR / "cityscapes_reference.png"))).mean() > 0.8
+
+
+def test_models_lists_every_builtin_with_its_scores(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in SHIPPED:
+        ckpt = load_checkpoint(name)
+        line = next(l for l in out.splitlines() if l.startswith(name + " "))
+        assert f"{ckpt['metrics']['miou']:.4f}" in line

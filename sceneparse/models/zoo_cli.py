@@ -49,18 +49,17 @@ def run_models(args: argparse.Namespace) -> int:
     shipped = [name for name, file in checkpoint.BUILTIN.items() if (folder / file).is_file()]
     print("\nBuilt-in trained models" + ("" if shipped else f": none shipped in this version ({folder})"))
     if shipped:
-        print(f"{'name':<12} {'model':<12} {'classes':>7}  {'scored on':<28} {'mIoU':>6} {'pixel acc':>9}")
+        print(f"{'name':<12} {'model':<12} {'classes':>7}  {'scored on':<34} {'mIoU':>6} {'pixel acc':>9}")
     for name in shipped:
         ckpt = checkpoint.load_checkpoint(name)
         metrics = ckpt.get("metrics", {})
         setup = metrics.get("setup", {})
         scored = f"{setup.get('dataset', '?')} {setup.get('split', '?')}" if setup else "-"
-        print(f"{name:<12} {ckpt['model']['name']:<12} {ckpt['model']['num_classes']:>7}  {scored:<28} "
+        print(f"{name:<12} {ckpt['model']['name']:<12} {ckpt['model']['num_classes']:>7}  {scored:<34} "
               f"{_fraction(metrics.get('miou')):>6} {_fraction(metrics.get('pixel_acc')):>9}")
-        for label_set in ("categories",):
-            if label_set in metrics:
-                print(f"{'':<12} {'':<12} {'':>7}  {scored + ', ' + label_set:<28} "
-                      f"{_fraction(metrics[label_set]['miou']):>6} {_fraction(metrics[label_set]['pixel_acc']):>9}")
+        if "categories" in metrics:
+            print(f"{'':<12} {'':<12} {'':>7}  {scored + ', categories':<34} "
+                  f"{_fraction(metrics['categories']['miou']):>6} {_fraction(metrics['categories']['pixel_acc']):>9}")
     if shipped:
         print("(single scale, whole image; `sceneparse evaluate --checkpoint NAME ...` reprints them)")
     return 0
