@@ -119,7 +119,7 @@ def test_bad_options_exit_2(checkpoint, tmp_path, capsys):
     assert "Cityscapes" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "nothing*.png"), "--checkpoint", str(checkpoint)]) == 2
     assert main(args + ["--resize", "big"]) == 2
-    assert "size 'big'" in capsys.readouterr().err
+    assert "--resize big: expected a size" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

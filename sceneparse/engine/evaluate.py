@@ -18,14 +18,14 @@ from sceneparse.metrics import ConfusionMatrix, collapse, format_table, report, 
 from sceneparse.utils import SceneparseError, atomic_path, save_image
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
+def _size(text: str | None, option: str) -> tuple[int, int] | None:
     if not text:
         return None
     parts = text.lower().replace("x", ",").split(",")
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
-        raise SceneparseError(f"size '{text}': expected HxW or S") from None
+        raise SceneparseError(f"{option} {text}: expected a size HxW or S") from None
     return (values[0], values[0]) if len(values) == 1 else values[:2]
 
 
@@ -35,10 +35,10 @@ def inference_options(args) -> dict:
         scales = tuple(float(s) for s in str(args.scales).split(","))
     except ValueError:
         raise SceneparseError(f"--scales {args.scales}: expected numbers like 0.75,1.0,1.25") from None
-    crop, stride = _size(args.crop), _size(args.stride)
+    crop, stride = _size(args.crop, "--crop"), _size(args.stride, "--stride")
     if args.mode == "slide" and crop is None:
         raise SceneparseError("--mode slide needs --crop HxW")
-    resize = args.resize if args.resize in ("auto", "native") else _size(args.resize)
+    resize = args.resize if args.resize in ("auto", "native") else _size(args.resize, "--resize")
     return {"mode": args.mode, "crop": crop, "stride": stride, "scales": scales, "flip": args.flip,
             "resize": resize}
 
