@@ -173,7 +173,9 @@ class Segmenter:
 
     `model` maps normalised (B, 3, h, w) tensors to logits: a torch module (channels_last) or an
     `OrtEngine`; `info` holds the model name, dataset and label set. The inference options
-    (`mode`, `crop`, `stride`, `scales`, `flip`, `batch_size`) are those of `infer`; `batch_size` also sets how many same-size images of a list go through together.
+    (`mode`, `crop`, `stride`, `scales`, `flip`, `batch_size`, `resize`) are those of `infer`;
+    `batch_size` also sets how many same-size images of a list go through together, and `resize`
+    also takes "auto" (the model's stored photo size) or "native" in `from_checkpoint`/`from_onnx`.
     """
 
     def __init__(self, model: Model, classes: Sequence[str], palette: Sequence[Sequence[int]],

@@ -275,6 +275,8 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
               f"{num_classes} classes): {total} iterations, {iters_per_epoch} per epoch, batch "
               f"{cfg.batch_size}x{cfg.accumulate}x{world}, out {out}", file=sys.stderr)
 
+    photo_size = getattr(train_ds, "photo_size", None)  # read once, not at every save
+
     def checkpoint(name: str, metrics: dict) -> None:
         if not main:
             return
@@ -291,7 +293,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                                train_ds.palette, dataset=cfg.dataset,
                                label_set=getattr(train_ds, "label_set", "") or "", config=as_dict(cfg),
                                metrics=metrics, train_state=train_state,
-                               photo_size=getattr(train_ds, "photo_size", None))
+                               photo_size=photo_size)
         save_checkpoint(ckpt, out / name)
 
     stop = StopFlag()
