@@ -137,8 +137,9 @@ def _weights(path: Path) -> dict:
     return load_checkpoint(path)["state_dict"]
 
 
-def test_resume_is_exact(tmp_path):
-    cfg_path = write_config(tmp_path, iterations=5, eval_interval=2)
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.8, "ohem_keep": 0.3}], ids=["plain", "ema+ohem"])
+def test_resume_is_exact(tmp_path, extra):
+    cfg_path = write_config(tmp_path, iterations=5, eval_interval=2, **extra)
     whole, split = tmp_path / "whole", tmp_path / "split"
     train_mod.train(load_config(cfg_path), whole)
     first = train_mod.train(load_config(cfg_path), split, stop_after=2)
@@ -153,7 +154,40 @@ def test_resume_is_exact(tmp_path):
     a, b = _weights(whole / "last.pt"), _weights(split / "last.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
-    assert load_checkpoint(split / "last.pt")["train_state"]["iteration"] == 5
+    ts_a, ts_b = (load_checkpoint(run / "last.pt")["train_state"] for run in (whole, split))
+    assert ts_b["iteration"] == 5
+    if extra:  # the saved weights are the average; training continues from the raw ones
+        assert all(torch.equal(ts_a["raw_state_dict"][k], ts_b["raw_state_dict"][k]) for k in a)
+        assert not all(torch.equal(a[k], ts_a["raw_state_dict"][k]) for k in a)
+
+
+def test_hard_pixel_loss_averages_the_hardest_labelled_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 3, 5, requires_grad=True)
+    target = torch.randint(0, 4, (2, 3, 5))
+    target[0, 0] = 255
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    labelled = per_pixel[target != 255]  # 25 pixels
+    assert train_mod.HardPixelLoss(1.0)(logits, target).item() == pytest.approx(labelled.mean().item())
+    hardest = labelled.sort(descending=True).values[:10]  # int(0.4 * 25)
+    assert train_mod.HardPixelLoss(0.4)(logits, target).item() == pytest.approx(hardest.mean().item())
+    nothing = train_mod.HardPixelLoss(0.5)(logits, torch.full_like(target, 255))
+    nothing.backward()
+    assert nothing.item() == 0 and logits.grad is not None
+
+
+def test_weight_average_follows_the_decay_and_copies_integer_buffers():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    ema = train_mod.WeightAverage(model, decay=0.9)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked += 7
+    ema.update(step=10**6)  # past the ramp: decay 0.9
+    assert torch.allclose(ema.model[0].weight, start + 0.1)
+    assert ema.model[1].num_batches_tracked.item() == 7
+    ema.update(step=0)  # the ramp: decay 1/10
+    assert torch.allclose(ema.model[0].weight, (start + 0.1) * 0.1 + (start + 1) * 0.9)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

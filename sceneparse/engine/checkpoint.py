@@ -13,7 +13,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     dataset       {"name": str, "label_set": str}   what the classes mean ("" when unknown);
                   optional "photo_size": [H, W] when every training photo had that size (the
                   pix2pix pairs): inference resizes images to it by default (`--resize`)
-    state_dict    model weights (fp32, or fp16 for shipped models; loaded as fp32)
+    state_dict    model weights (fp32, or fp16 for shipped models; loaded as fp32); with
+                  `ema_decay` the averaged weights, the raw ones in train_state["raw_state_dict"]
     config        the resolved training config (dict), may be {}
     metrics       last evaluation report (dict), may be {}
     train_state   optional: epoch, iteration, optimizer, scheduler, scaler, rng, ...

@@ -49,6 +49,8 @@ class TrainConfig:
     aux_weight: float = 0.4
     class_weights: str = "none"         # none | median_freq | path to a `data stats` JSON
     label_smoothing: float = 0.0
+    ohem_keep: float = 0.0              # loss over the hardest fraction of labelled pixels (OHEM), 0 = all
+    ema_decay: float = 0.0              # evaluate and save an EMA of the weights (e.g. 0.999), 0 = off
     bf16: bool = False                  # bf16 autocast (slower than fp32 on CPUs without AMX)
     channels_last: bool = False         # NHWC: several times faster depth-wise convs on CPU
     compile: bool = False               # torch.compile the model's training forward (see engine/fast.py)
@@ -139,6 +141,8 @@ def validate(cfg: TrainConfig, where: str) -> None:
         raise SceneparseError(f"{where}: 'eval_size' takes [H, W] or []")
     if cfg.batch_size < 1 or cfg.accumulate < 1:
         raise SceneparseError(f"{where}: 'batch_size' and 'accumulate' must be >= 1")
+    if not 0 <= cfg.ohem_keep <= 1 or not 0 <= cfg.ema_decay < 1:
+        raise SceneparseError(f"{where}: 'ohem_keep' must be in [0, 1] and 'ema_decay' in [0, 1)")
     if cfg.eval_mode not in ("whole", "slide"):
         raise SceneparseError(f"{where}: 'eval_mode' must be whole or slide")
     if cfg.eval_mode == "slide" and len(cfg.eval_crop) != 2:

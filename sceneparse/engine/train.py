@@ -7,6 +7,7 @@ for bit on CPU, from the end of any iteration.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import shutil
 import signal
@@ -100,6 +101,52 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class HardPixelLoss(nn.Module):
+    """Online hard example mining: cross-entropy averaged over the `keep` fraction of labelled
+    pixels with the largest loss, so easy road and sky pixels stop drowning the rare classes."""
+
+    def __init__(self, keep: float, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        super().__init__()
+        self.keep = keep
+        self.ce = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX, reduction="none",
+                                      label_smoothing=label_smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        losses = self.ce(logits, target)[target != IGNORE_INDEX]
+        if losses.numel() == 0:
+            return logits.sum() * 0.0  # nothing labelled: zero loss that still has a graph
+        k = max(1, int(self.keep * losses.numel()))
+        return losses.topk(k, sorted=False).values.mean()
+
+
+def build_criterion(cfg: TrainConfig, weights: torch.Tensor | None) -> nn.Module:
+    if cfg.ohem_keep and cfg.ohem_keep < 1:
+        return HardPixelLoss(cfg.ohem_keep, weights, cfg.label_smoothing)
+    return nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX, label_smoothing=cfg.label_smoothing)
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point parameters and buffers (BatchNorm
+    statistics included; integer buffers are copied). The decay ramps up as min(decay,
+    (1 + step) / (10 + step)) so that the early, random weights fade quickly."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self._pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for avg, now in self._pairs:
+            if avg.is_floating_point():
+                avg.lerp_(now, 1 - decay)
+            else:
+                avg.copy_(now)
 
 
 def check_output_dir(out: Path, model: nn.Module) -> None:
@@ -246,20 +293,24 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     weights = class_weights(cfg, train_ds)
-    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
-                                    ignore_index=IGNORE_INDEX, label_smoothing=cfg.label_smoothing)
+    criterion = build_criterion(cfg, None if weights is None else weights.to(device))
 
     state = {"iteration": 0, "best_miou": -1.0, "best_iteration": -1, "bad_evals": 0, "elapsed": 0.0,
              "metrics": {}}
     resume_path = _resume_path(resume, out)
+    averaged = None
     if resume_path is not None:
-        state = _restore(resume_path, model, optimizer, cfg, state)
+        state, averaged = _restore(resume_path, model, optimizer, cfg, state)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    if ema and averaged is not None:
+        ema.model.load_state_dict(averaged)
     if world > 1:
         if device.type == "cuda" and cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                     else None)
     net = model.module if world > 1 else model
+    scored = ema.model if ema else net  # the weights evaluated and saved
     loss_fn = make_loss_fn(model, criterion, aux_weight=cfg.aux_weight, channels_last=cfg.channels_last,
                            compile=cfg.compile, bf16=cfg.bf16)
 
@@ -287,9 +338,11 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
             "best_miou": state["best_miou"], "best_iteration": state["best_iteration"],
             "bad_evals": state["bad_evals"], "elapsed": state["elapsed"] + (time.time() - t_start),
         }
+        if ema:
+            train_state["raw_state_dict"] = net.state_dict()  # what training continues from
         if torch.cuda.is_available():
             train_state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        ckpt = make_checkpoint(cfg.model, num_classes, cfg.model_options, net.state_dict(), train_ds.classes,
+        ckpt = make_checkpoint(cfg.model, num_classes, cfg.model_options, scored.state_dict(), train_ds.classes,
                                train_ds.palette, dataset=cfg.dataset,
                                label_set=getattr(train_ds, "label_set", "") or "", config=as_dict(cfg),
                                metrics=metrics, train_state=train_state,
@@ -338,6 +391,8 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                         f"loss became {step_loss.item()} at iteration {it} (epoch {epoch}); stopped without "
                         f"saving. Last good checkpoint: {out / 'last.pt'}. Lower the lr or check the data.")
                 optimizer.step()
+                if ema:
+                    ema.update(it)
                 it += 1
                 state["iteration"] = it
                 bar.update(1)
@@ -358,7 +413,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                 epoch_end = it % iters_per_epoch == 0 or it == total  # a last partial epoch ends too
                 if epoch_end and val_ds is not None and ((it // iters_per_epoch) % cfg.eval_interval == 0
                                                          or it == total):
-                    report = evaluate_model(net, val_ds, device=device, mode=cfg.eval_mode,
+                    report = evaluate_model(scored, val_ds, device=device, mode=cfg.eval_mode,
                                             crop=tuple(cfg.eval_crop) or None,
                                             class_names=train_ds.classes)
                     model.train()
@@ -422,7 +477,9 @@ def _resume_path(resume: str | None, out: Path) -> Path | None:
     return Path(resume)
 
 
-def _restore(path: Path, model: nn.Module, optimizer, cfg: TrainConfig, state: dict) -> dict:
+def _restore(path: Path, model: nn.Module, optimizer, cfg: TrainConfig, state: dict) -> tuple[dict, dict | None]:
+    """Load weights, optimiser and RNG state; returns the loop state and the averaged weights
+    (None when the checkpoint has none: the average then starts from the weights)."""
     ckpt = load_checkpoint(path)
     ts = ckpt.get("train_state")
     if ts is None:
@@ -433,7 +490,7 @@ def _restore(path: Path, model: nn.Module, optimizer, cfg: TrainConfig, state: d
     if differs and dist.is_main():
         print(f"resuming with changed config keys: {', '.join(differs)}", file=sys.stderr)
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ts.get("raw_state_dict", ckpt["state_dict"]))
         optimizer.load_state_dict(ts["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise SceneparseError(f"{path}: does not fit this model/optimiser ({str(e).splitlines()[0]})") from None
@@ -442,5 +499,6 @@ def _restore(path: Path, model: nn.Module, optimizer, cfg: TrainConfig, state: d
         torch.cuda.set_rng_state_all(ts["rng"]["cuda"])
     if dist.is_main():
         print(f"resumed from {path} at iteration {ts['iteration']}", file=sys.stderr)
-    return {"iteration": ts["iteration"], "best_miou": ts["best_miou"], "best_iteration": ts["best_iteration"],
-            "bad_evals": ts["bad_evals"], "elapsed": ts["elapsed"], "metrics": ckpt.get("metrics", {})}
+    state = {"iteration": ts["iteration"], "best_miou": ts["best_miou"], "best_iteration": ts["best_iteration"],
+             "bad_evals": ts["bad_evals"], "elapsed": ts["elapsed"], "metrics": ckpt.get("metrics", {})}
+    return state, ckpt["state_dict"] if "raw_state_dict" in ts else None
