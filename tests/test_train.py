@@ -161,6 +161,62 @@ def test_resume_is_exact(tmp_path, extra):
         assert not all(torch.equal(a[k], ts_a["raw_state_dict"][k]) for k in a)
 
 
+def test_crop_schedule_and_onecycle_resume_exactly_across_the_crop_change(tmp_path, monkeypatch):
+    """Small crops first: the loader is rebuilt mid-epoch at the stage change, and a run stopped
+    exactly there resumes with the same crops, learning rates, losses and weights."""
+    shapes = []
+    real = train_mod.make_loss_fn
+
+    def recording_loss_fn(*args, **kwargs):
+        loss_fn = real(*args, **kwargs)
+
+        def recorded(images, masks):
+            shapes.append(tuple(images.shape[-2:]))
+            return loss_fn(images, masks)
+
+        return recorded
+
+    monkeypatch.setattr(train_mod, "make_loss_fn", recording_loss_fn)
+    cfg_path = write_config(tmp_path, model="dabnet", batch_size=1, iterations=5, val_split="",
+                            model_options={"width1": 4, "width2": 8, "dilations1": [2], "dilations2": [4]},
+                            crop_schedule=[[0.3, 48, 64]], lr_schedule="onecycle")
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train_mod.train(load_config(cfg_path), whole)
+    assert shapes == [(48, 64)] * 2 + [(64, 80)] * 3  # iterations < 0.3 * 5 use the small crop
+    train_mod.train(load_config(cfg_path), split, stop_after=2)  # 3 iterations per epoch: mid-epoch
+    train_mod.train(load_config(cfg_path), split, resume="auto")
+    assert shapes[5:] == shapes[:5]
+    with (whole / "log.csv").open() as f, (split / "log.csv").open() as g:
+        whole_log, split_log = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert [(r["loss"], r["lr"]) for r in split_log] == [(r["loss"], r["lr"]) for r in whole_log]
+    a, b = _weights(whole / "last.pt"), _weights(split / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_learning_rate_schedules():
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "camvid_dabnet_quick.yaml",
+                      ["iterations=100", "epochs=0", "lr=0.1", "warmup_iters=10"])
+    poly = [train_mod.learning_rate(cfg, i, 100) for i in range(100)]
+    assert poly[0] == pytest.approx(0.1 * 0.1) and poly[9] == pytest.approx(0.1 * 0.91 ** 0.9)
+    assert poly[50] == pytest.approx(0.1 * 0.5 ** 0.9)
+    cfg.lr_schedule = "onecycle"
+    one = [train_mod.learning_rate(cfg, i, 100) for i in range(101)]
+    assert one[0] == pytest.approx(0.1 / 25) and one[30] == pytest.approx(0.1) and max(one) == one[30]
+    assert one[15] == pytest.approx((0.1 / 25 + 0.1) / 2)  # half-way up the cosine
+    assert one[100] == pytest.approx(0.1 / 25 / 1e4)
+    assert all(x > y for x, y in zip(one[30:], one[31:])) and all(x < y for x, y in zip(one[:30], one[1:31]))
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ([[0.5, 96, 64]], "crop 96x64 must fit in crop_size 64x80"),
+    ([[0.6, 32, 40], [0.4, 48, 64]], "fractions must increase"),
+    ([[0.5, 32]], r"takes \[until_fraction, H, W\] entries"),
+])
+def test_bad_crop_schedule_is_a_config_error(tmp_path, schedule, message):
+    with pytest.raises(SceneparseError, match=message):
+        load_config(write_config(tmp_path, crop_schedule=schedule))
+
+
 def test_hard_pixel_loss_averages_the_hardest_labelled_pixels():
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 3, 5, requires_grad=True)

@@ -29,6 +29,7 @@ class TrainConfig:
     label_set: str = ""                 # cityscapes*: "classes" (19) or "categories" (7); "" = dataset default
     dataset_options: dict = field(default_factory=dict)
     crop_size: list = field(default_factory=lambda: [360, 480])   # H, W of training crops
+    crop_schedule: list = field(default_factory=list)  # smaller crops first: [[until_fraction, H, W], ...]
     scale: list = field(default_factory=lambda: [0.5, 2.0])       # random scale range
     flip: bool = True
     jitter: float = 0.0                 # photometric jitter strength (0 = off)
@@ -41,6 +42,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    lr_schedule: str = "poly"           # poly (after warmup_iters) | onecycle (30% cosine rise, cosine fall)
     poly_power: float = 0.9
     warmup_iters: int = 0
     epochs: int = 0                     # exactly one of epochs / iterations > 0
@@ -133,10 +135,13 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> TrainConf
 def validate(cfg: TrainConfig, where: str) -> None:
     if (cfg.epochs > 0) == (cfg.iterations > 0):
         raise SceneparseError(f"{where}: set exactly one of 'epochs' and 'iterations' to a positive number")
+    if cfg.lr_schedule not in ("poly", "onecycle"):
+        raise SceneparseError(f"{where}: 'lr_schedule' must be poly or onecycle, got {cfg.lr_schedule!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise SceneparseError(f"{where}: 'optimizer' must be sgd or adamw, got {cfg.optimizer!r}")
     if len(cfg.crop_size) != 2 or len(cfg.scale) != 2:
         raise SceneparseError(f"{where}: 'crop_size' and 'scale' take two numbers each")
+    _check_crop_schedule(cfg, where)
     if cfg.eval_size and len(cfg.eval_size) != 2:
         raise SceneparseError(f"{where}: 'eval_size' takes [H, W] or []")
     if cfg.batch_size < 1 or cfg.accumulate < 1:
@@ -147,6 +152,22 @@ def validate(cfg: TrainConfig, where: str) -> None:
         raise SceneparseError(f"{where}: 'eval_mode' must be whole or slide")
     if cfg.eval_mode == "slide" and len(cfg.eval_crop) != 2:
         raise SceneparseError(f"{where}: 'eval_mode: slide' needs 'eval_crop: [H, W]'")
+
+
+def _check_crop_schedule(cfg: TrainConfig, where: str) -> None:
+    """Stages [until_fraction, H, W] in increasing order, each crop no larger than crop_size."""
+    last = 0.0
+    for stage in cfg.crop_schedule:
+        if (not isinstance(stage, list) or len(stage) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in stage)):
+            raise SceneparseError(f"{where}: 'crop_schedule' takes [until_fraction, H, W] entries, got {stage!r}")
+        until, h, w = stage
+        if not last < until <= 1:
+            raise SceneparseError(f"{where}: 'crop_schedule' fractions must increase within (0, 1], got {until}")
+        if not (0 < h <= cfg.crop_size[0] and 0 < w <= cfg.crop_size[1]):
+            raise SceneparseError(f"{where}: 'crop_schedule' crop {h}x{w} must fit in crop_size "
+                                  f"{cfg.crop_size[0]}x{cfg.crop_size[1]}")
+        last = until
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:

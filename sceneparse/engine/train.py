@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 import shutil
 import signal
 import sys
@@ -55,23 +56,46 @@ class EpochSampler(Sampler):
         return self.per_epoch - self.start
 
 
-def poly_lr(cfg: TrainConfig, iteration: int, total: int) -> float:
-    """Poly decay (power 0.9 in the PSPNet paper) after a linear warm-up."""
+def learning_rate(cfg: TrainConfig, iteration: int, total: int) -> float:
+    """`poly`: decay (power 0.9 in the PSPNet paper) after a linear warm-up of `warmup_iters`.
+    `onecycle`: a cosine rise from lr/25 to lr over the first 30% of iterations, then a cosine fall
+    to lr/250,000 (the shape and defaults of PyTorch's OneCycleLR; `warmup_iters` is not used)."""
+    if cfg.lr_schedule == "onecycle":
+        start, end = cfg.lr / 25, cfg.lr / 25 / 1e4
+        rise = max(1, round(0.3 * total))
+        if iteration < rise:
+            return start + (cfg.lr - start) * (1 - math.cos(math.pi * iteration / rise)) / 2
+        t = min(1.0, (iteration - rise) / max(1, total - rise))
+        return end + (cfg.lr - end) * (1 + math.cos(math.pi * t)) / 2
     lr = cfg.lr * (1 - min(iteration, total - 1) / total) ** cfg.poly_power
     if iteration < cfg.warmup_iters:
         lr *= (iteration + 1) / cfg.warmup_iters
     return lr
 
 
+def crop_at(cfg: TrainConfig, iteration: int, total: int) -> tuple[int, int]:
+    """The training crop at `iteration`: the first `crop_schedule` stage not yet over, else crop_size."""
+    for until, h, w in cfg.crop_schedule:
+        if iteration < until * total:
+            return int(h), int(w)
+    return tuple(cfg.crop_size)
+
+
+def train_transform_for(cfg: TrainConfig, crop: tuple[int, int]):
+    from sceneparse.data.transforms import train_transform
+
+    return train_transform(crop_size=crop, scale=tuple(cfg.scale), flip=cfg.flip, jitter=cfg.jitter,
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
 def build_datasets(cfg: TrainConfig):
     from sceneparse.data import build_dataset
-    from sceneparse.data.transforms import eval_transform, train_transform
+    from sceneparse.data.transforms import eval_transform
 
     options = dict(cfg.dataset_options)
     if cfg.label_set:
         options["label_set"] = cfg.label_set
-    train_tf = train_transform(crop_size=tuple(cfg.crop_size), scale=tuple(cfg.scale), flip=cfg.flip,
-                               jitter=cfg.jitter, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    train_tf = train_transform_for(cfg, tuple(cfg.crop_size))
     val_tf = eval_transform(size=tuple(cfg.eval_size) if cfg.eval_size else None,
                             mean=IMAGENET_MEAN, std=IMAGENET_STD)
     train_ds = build_dataset(cfg.dataset, cfg.root, cfg.train_split, transform=train_tf, cache=cfg.cache,
@@ -316,9 +340,14 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
 
     sampler = EpochSampler(len(train_ds), iters_per_epoch * cfg.batch_size * cfg.accumulate, cfg.seed,
                            rank, world)
-    loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        drop_last=True, pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
-                        generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_ignore_stop_signals)
+
+    def make_loader(crop: tuple[int, int]) -> DataLoader:
+        """A loader of `crop`-sized samples; rebuilt (new workers) when crop_schedule moves on."""
+        train_ds.transform = train_transform_for(cfg, crop)
+        return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                          drop_last=True, pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
+                          generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_ignore_stop_signals)
+
     log = RunLog(out, state["iteration"], enabled=main)
     if main:
         save_config(cfg, out / "config.yaml")
@@ -333,7 +362,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
             return
         train_state = {
             "iteration": state["iteration"], "epoch": state["iteration"] // iters_per_epoch,
-            "optimizer": optimizer.state_dict(), "scheduler": {"name": "poly", "total": total},
+            "optimizer": optimizer.state_dict(), "scheduler": {"name": cfg.lr_schedule, "total": total},
             "scaler": None, "rng": {"torch": torch.get_rng_state()},
             "best_miou": state["best_miou"], "best_iteration": state["best_iteration"],
             "bad_evals": state["bad_evals"], "elapsed": state["elapsed"] + (time.time() - t_start),
@@ -360,14 +389,20 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
     bar = tqdm(total=total, initial=it, disable=not (main and tty), dynamic_ncols=True, unit="it")
     window_loss, window_n, window_t = 0.0, 0, time.time()
     requested = False
+    crop, loader = None, None
     try:
         while it < total:
             epoch, start = divmod(it, iters_per_epoch)
             sampler.set_epoch(epoch, start * cfg.batch_size * cfg.accumulate)
             model.train()
+            if crop_at(cfg, it, total) != crop:
+                crop = crop_at(cfg, it, total)
+                loader = make_loader(crop)
+                if main and cfg.crop_schedule:
+                    tqdm.write(f"training crops {crop[0]}x{crop[1]} from iteration {it}")
             batches = iter(loader)
             for _ in range(start, iters_per_epoch):
-                lr = poly_lr(cfg, it, total)
+                lr = learning_rate(cfg, it, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
@@ -444,7 +479,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                 out_of_time = time_limit is not None and time.time() - t_start > 60 * time_limit
                 requested = dist.broadcast_object(stop.signal is not None or out_of_time
                                                   or (stop_after is not None and it >= stop_after))
-                if it >= total or requested:
+                if it >= total or requested or crop_at(cfg, it, total) != crop:
                     break
             if requested:
                 break
