@@ -493,6 +493,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
         checkpoint("last.pt", state["metrics"])
         if main:
             print(f"stopped at iteration {it}/{total}; continue with --resume {out / 'last.pt'}", file=sys.stderr)
+    log.plot()  # also for runs without validation, which otherwise never draw it
     log.close()
     elapsed = state["elapsed"] + time.time() - t_start
     if main and not interrupted:
