@@ -448,6 +448,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                 epoch_end = it % iters_per_epoch == 0 or it == total  # a last partial epoch ends too
                 if epoch_end and val_ds is not None and ((it // iters_per_epoch) % cfg.eval_interval == 0
                                                          or it == total):
+                    eval_start = time.time()
                     report = evaluate_model(scored, val_ds, device=device, mode=cfg.eval_mode,
                                             crop=tuple(cfg.eval_crop) or None,
                                             class_names=train_ds.classes)
@@ -469,7 +470,7 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
                     log.plot()
                     if improved:
                         checkpoint("best.pt", report)
-                    window_t = time.time()  # keep evaluation time out of the training speed
+                    window_t += time.time() - eval_start  # keep evaluation time out of the training speed
                 if epoch_end or time.time() - last_save > 60 * cfg.checkpoint_minutes:
                     checkpoint("last.pt", state["metrics"])
                     last_save = time.time()
