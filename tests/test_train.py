@@ -42,7 +42,7 @@ def test_tiny_run_writes_checkpoints_logs_and_evaluates(tmp_path):
     assert not result["interrupted"] and result["iteration"] == 6
     for name in ("last.pt", "best.pt", "config.yaml", "log.csv", "curves.png"):
         assert (out / name).is_file(), name
-    rows = [r for r in train_mod._read_log(out / "log.csv", 10**9) if r["loss"] is not None]
+    rows = [r for r in train_mod.read_log(out / "log.csv", 10**9) if r["loss"] is not None]
     assert len(rows) == 6
     assert rows[-1]["loss"] < rows[0]["loss"]
     ckpt = load_checkpoint(out / "last.pt")
@@ -124,13 +124,13 @@ def test_a_last_partial_epoch_is_evaluated_and_saved(tmp_path):
     """4 iterations of 3 per epoch: the final model is scored and saved, not only the epoch-3 one."""
     cfg = load_config(write_config(tmp_path), ["batch_size=1", "iterations=4", "eval_interval=1"])
     train_mod.train(cfg, tmp_path / "run")
-    evaluated = [r["iteration"] for r in train_mod._read_log(tmp_path / "run" / "log.csv", 10**9)
+    evaluated = [r["iteration"] for r in train_mod.read_log(tmp_path / "run" / "log.csv", 10**9)
                  if r["val_miou"] is not None]
     assert evaluated == [3, 4]
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["train_state"]["iteration"] == 4
     assert last["metrics"]["miou"] == pytest.approx(
-        train_mod._read_log(tmp_path / "run" / "log.csv", 10**9)[-1]["val_miou"], abs=1e-4)
+        train_mod.read_log(tmp_path / "run" / "log.csv", 10**9)[-1]["val_miou"], abs=1e-4)
 
 
 def _weights(path: Path) -> dict:

@@ -189,7 +189,8 @@ def check_output_dir(out: Path, model: nn.Module) -> None:
                               f"{need / 2**20:.0f} MiB")
 
 
-def _read_log(path: Path, upto: int) -> list[dict]:
+def read_log(path: Path, upto: int = 10**12) -> list[dict]:
+    """The rows of a run's log.csv up to iteration `upto`, numbers parsed, blanks as None."""
     if not path.is_file():
         return []
 
@@ -208,7 +209,7 @@ class RunLog:
 
     def __init__(self, out: Path, start_iteration: int, enabled: bool):
         self.out, self.enabled = out, enabled
-        self.rows = _read_log(out / "log.csv", start_iteration) if enabled else []
+        self.rows = read_log(out / "log.csv", start_iteration) if enabled else []
         self.tb = None
         if not enabled:
             return
