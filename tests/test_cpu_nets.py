@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from sceneparse.engine.fast import make_loss_fn, prepare_for_training
 from sceneparse.models import build_model
 from sceneparse.models.dabnet import DABModule, DABNet
-from sceneparse.utils import IGNORE_INDEX
+from sceneparse.utils import IGNORE_INDEX, SceneparseError
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,6 +46,21 @@ def test_dabnet_layout():
     keys = model.state_dict()
     assert "backbone.block2.5.context_h.conv.weight" in keys and "classifier.weight" in keys
     assert "backbone.down1.conv.weight" in keys and "backbone.stem.2.act.weight" in keys
+
+
+def test_dabnet_relu_variant_swaps_every_prelu_and_trains():
+    prelu, relu = DABNet(5), DABNet(5, activation="relu")
+    n_prelu = sum(isinstance(m, torch.nn.PReLU) for m in prelu.modules())
+    assert n_prelu > 50 and not any(isinstance(m, torch.nn.PReLU) for m in relu.modules())
+    assert sum(isinstance(m, torch.nn.ReLU) for m in relu.modules()) == n_prelu
+    slopes = sum(m.weight.numel() for m in prelu.modules() if isinstance(m, torch.nn.PReLU))
+    assert n_params(relu) == n_params(prelu) - slopes
+    images, masks = batch()
+    loss = F.cross_entropy(relu.train()(images), masks, ignore_index=IGNORE_INDEX)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in relu.parameters())
+    with pytest.raises(SceneparseError, match="activation must be 'prelu' or 'relu', got 'gelu'"):
+        build_model("dabnet", 5, activation="gelu")
 
 
 @pytest.mark.parametrize("size", [(97, 131), (32, 33), (65, 47)])
