@@ -17,7 +17,7 @@ whose sizes agree, and the logits are upsampled to the exact input size. Only co
 max/avg pooling, concat and bilinear resize are used, so the network exports to ONNX.
 
 `activation="relu"` swaps every PReLU for ReLU: not the paper's network, but its training step is
-about 1.4x faster here (PReLU's backward is a quarter of the step on CPU).
+about 1.4x faster on one CPU thread (PReLU's backward is a quarter of the step there).
 """
 from __future__ import annotations
 
