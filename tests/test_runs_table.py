@@ -27,7 +27,7 @@ def test_table_lists_changes_clock_and_final_miou(tmp_path):
     ref = make_run(tmp_path / "ref", base, [
         {"iteration": 10, "epoch": 0, "loss": 1.5, "elapsed_s": 60},
         {"iteration": 10, "elapsed_s": 70, "val_miou": 0.25},
-        {"iteration": 20, "elapsed_s": 150, "val_miou": 0.5}])
+        {"iteration": 20, "elapsed_s": 150, "val_miou": 0.5, "val_pixel_acc": 0.9, "val_mean_class_acc": 0.625}])
     sgd = make_run(tmp_path / "sgd", {**base, "lr": 0.05, "optimizer": "adamw", "root": "/b"}, [
         {"iteration": 20, "elapsed_s": 300, "val_miou": 0.45}])
     running = make_run(tmp_path / "running", {**base, "iterations": 40}, [
@@ -35,11 +35,11 @@ def test_table_lists_changes_clock_and_final_miou(tmp_path):
     result = run_tool(ref, sgd, running)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[2] == "| ref | (reference) | 20 | 2 | 10: 0.250, 20: 0.500 | 0.5000 | +0.000 |"
+    assert lines[2] == "| ref | (reference) | 20 | 2 | 10: 0.250, 20: 0.500 | 0.5000 | +0.000 | 0.9000 | 0.6250 |"
     # root differs too but is not a change in what is learned
-    assert lines[3] == "| sgd | lr=0.05, optimizer=adamw | 20 | 5 | 20: 0.450 | 0.4500 | -0.050 |"
+    assert lines[3] == "| sgd | lr=0.05, optimizer=adamw | 20 | 5 | 20: 0.450 | 0.4500 | -0.050 |  |  |"
     # an unfinished run has no final number
-    assert lines[4] == "| running | iterations=40 | 30/40 (training) | 4 | 30: 0.600 |  |  |"
+    assert lines[4] == "| running | iterations=40 | 30/40 (training) | 4 | 30: 0.600 |  |  |  |  |"
 
 
 def test_not_a_run_folder_is_a_one_line_error(tmp_path):

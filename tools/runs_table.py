@@ -1,4 +1,4 @@
-"""A markdown table of training runs for the README: what each run changed, its clock and val mIoU.
+"""A markdown table of training runs for the README: what each run changed, its clock and val scores.
 
     python tools/runs_table.py ~/runs/ablation_base ~/runs/ablation_*
 
@@ -6,7 +6,7 @@ The first folder is the reference: "changes" lists the settings (each folder's c
 values differ from it; a setting missing from an older run's config.yaml counts as its default.
 "wall" is the run's own clock (log.csv's elapsed_s, carried over by --resume), so it includes
 whatever else the machine was doing. A run still training shows the iteration it has reached.
-"vs ref" is the final val mIoU minus the reference's.
+"vs ref" is the final val mIoU minus the reference's; pixel and class acc are the final evaluation's.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ IGNORED = {"root", "workers", "checkpoint_minutes", "log_interval", "device", "e
 
 
 def load_run(folder: Path) -> dict:
-    """config (dict), evaluations [(iteration, val mIoU)], last iteration and minutes of one run folder."""
+    """config (dict), evaluations [(iteration, val mIoU, pixel acc, class acc)], last iteration and minutes."""
     config_path, log_path = folder / "config.yaml", folder / "log.csv"
     for path in (config_path, log_path):
         if not path.is_file():
@@ -36,7 +36,8 @@ def load_run(folder: Path) -> dict:
         rows = read_log(log_path)
     except (yaml.YAMLError, ValueError, KeyError) as e:
         raise SystemExit(f"{folder}: unreadable config.yaml or log.csv ({e})") from None
-    evals = [(r["iteration"], r["val_miou"]) for r in rows if r.get("val_miou") is not None]
+    evals = [(r["iteration"], r["val_miou"], r.get("val_pixel_acc"), r.get("val_mean_class_acc"))
+             for r in rows if r.get("val_miou") is not None]
     return {"name": folder.name, "config": config, "evals": evals,
             "iteration": max((r["iteration"] for r in rows), default=0),
             "minutes": max((r["elapsed_s"] or 0 for r in rows), default=0) / 60}
@@ -51,17 +52,18 @@ def changes(config: dict, reference: dict) -> str:
 def table(runs: list[dict]) -> str:
     reference = runs[0]
     ref_final = reference["evals"][-1][1] if reference["evals"] else None
-    lines = ["| run | changes | iterations | wall (min) | val mIoU per evaluation | final val mIoU | vs ref |",
-             "|---|---|---:|---:|---|---:|---:|"]
+    lines = ["| run | changes | iterations | wall (min) | val mIoU per evaluation | final val mIoU | vs ref "
+             "| pixel acc | class acc |", "|---|---|---:|---:|---|---:|---:|---:|---:|"]
     for run in runs:
         total = run["config"].get("iterations") or 0  # 0: set by epochs, unknown here
         done = run["iteration"] >= total
         iterations = f"{run['iteration']}" if done else f"{run['iteration']}/{total} (training)"
-        evals = ", ".join(f"{i}: {m:.3f}" for i, m in run["evals"])
-        final = run["evals"][-1][1] if run["evals"] and done else None
-        delta = f"{final - ref_final:+.3f}" if final is not None and ref_final is not None else ""
+        evals = ", ".join(f"{e[0]}: {e[1]:.3f}" for e in run["evals"])
+        final = run["evals"][-1] if run["evals"] and done else (None,) * 4
+        delta = f"{final[1] - ref_final:+.3f}" if final[1] is not None and ref_final is not None else ""
+        scores = [f"{x:.4f}" if x is not None else "" for x in final[1:]]
         lines.append(f"| {run['name']} | {changes(run['config'], reference['config'])} | {iterations} | "
-                     f"{run['minutes']:.0f} | {evals} | {'' if final is None else f'{final:.4f}'} | {delta} |")
+                     f"{run['minutes']:.0f} | {evals} | {scores[0]} | {delta} | {scores[1]} | {scores[2]} |")
     return "\n".join(lines)
 
 
