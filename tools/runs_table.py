@@ -58,7 +58,7 @@ def table(runs: list[dict]) -> str:
         total = run["config"].get("iterations") or 0  # 0: set by epochs, unknown here
         done = run["iteration"] >= total
         iterations = f"{run['iteration']}" if done else f"{run['iteration']}/{total} (training)"
-        evals = ", ".join(f"{e[0]}: {e[1]:.3f}" for e in run["evals"])
+        evals = ", ".join(f"{i}: {m:.3f}" for i, m, _, _ in run["evals"])
         final = run["evals"][-1] if run["evals"] and done else (None,) * 4
         delta = f"{final[1] - ref_final:+.3f}" if final[1] is not None and ref_final is not None else ""
         scores = [f"{x:.4f}" if x is not None else "" for x in final[1:]]
