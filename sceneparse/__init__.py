@@ -8,11 +8,11 @@
 __version__ = "0.1.0"
 
 from sceneparse.models import (  # noqa: E402
-    PSPNet, PSPNetLite, PSPVGG19, SegNet, SegNetBasic, build_model, list_models, load_backbone_weights,
+    DABNet, PSPNet, PSPNetLite, PSPVGG19, SegNet, SegNetBasic, build_model, list_models, load_backbone_weights,
 )
 from sceneparse.utils import SceneparseError  # noqa: E402
 
-__all__ = ["PSPNet", "PSPNetLite", "PSPVGG19", "SceneparseError", "SegNet", "SegNetBasic", "Segmenter",
+__all__ = ["DABNet", "PSPNet", "PSPNetLite", "PSPVGG19", "SceneparseError", "SegNet", "SegNetBasic", "Segmenter",
            "build_model", "list_models", "load_backbone_weights"]
 
 

@@ -84,9 +84,10 @@ def test_package_exports_and_classes():
     assert isinstance(model.backbone, ResNet) and model.backbone.arch == "resnet18"
     assert isinstance(sceneparse.SegNet(3).backbone, VGG)
     assert isinstance(sceneparse.PSPVGG19(3).backbone, VGG)
+    assert len(sceneparse.DABNet(11, dilations2=(4, 8, 16)).backbone.block2) == 3
     assert set(sceneparse.list_models()) >= {
         "pspnet_resnet18", "pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101",
-        "segnet_vgg16", "segnet_basic", "pspnet_lite", "psp_vgg19"}
+        "segnet_vgg16", "segnet_basic", "pspnet_lite", "psp_vgg19", "dabnet", "dabnet_psp"}
 
 
 def test_build_model_errors_are_one_line():

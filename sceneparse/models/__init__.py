@@ -19,7 +19,7 @@ from sceneparse.models.segnet import SegNet, SegNetBasic
 from sceneparse.models.weights import load_backbone_weights
 from sceneparse.utils import SceneparseError
 
-__all__ = ["MODELS", "PSPNet", "PSPNetLite", "PSPVGG19", "SegNet", "SegNetBasic", "build_model", "list_models",
+__all__ = ["DABNet", "MODELS", "PSPNet", "PSPNetLite", "PSPVGG19", "SegNet", "SegNetBasic", "build_model", "list_models",
            "load_backbone_weights"]
 
 MODELS = {
