@@ -19,8 +19,8 @@ from sceneparse.models.segnet import SegNet, SegNetBasic
 from sceneparse.models.weights import load_backbone_weights
 from sceneparse.utils import SceneparseError
 
-__all__ = ["DABNet", "MODELS", "PSPNet", "PSPNetLite", "PSPVGG19", "SegNet", "SegNetBasic", "build_model", "list_models",
-           "load_backbone_weights"]
+__all__ = ["DABNet", "MODELS", "PSPNet", "PSPNetLite", "PSPVGG19", "SegNet", "SegNetBasic", "build_model",
+           "list_models", "load_backbone_weights"]
 
 MODELS = {
     "pspnet_resnet18": functools.partial(PSPNet, backbone="resnet18"),
