@@ -1,6 +1,7 @@
 """A markdown table of per-class IoU for the README, classes as rows, from `sceneparse evaluate` folders.
 
-    python tools/eval_table.py ~/runs/cityscapes_pairs_dabnet_val_classes ~/runs/cityscapes_pairs_pspnet_resnet18_val_classes --names dabnet,pspnet_resnet18
+    python tools/eval_table.py ~/runs/cityscapes_pairs_dabnet_val_classes \
+        ~/runs/cityscapes_pairs_pspnet_resnet18_val_classes --names dabnet,pspnet_resnet18
 
 Each folder is an evaluation's --out folder (its metrics.json); all must score the same classes.
 A class absent from the ground truth and never predicted (IoU undefined) shows as "-".
@@ -16,11 +17,12 @@ def load_metrics(folder: Path) -> dict:
     path = folder / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
-        metrics["per_class"], metrics["miou"]  # noqa: B018 (the two keys the table needs)
     except FileNotFoundError:
         raise SystemExit(f"{path}: not found (is {folder} a `sceneparse evaluate --out` folder?)") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except json.JSONDecodeError as e:
         raise SystemExit(f"{path}: not an evaluation's metrics.json ({e})") from None
+    if not isinstance(metrics, dict) or not {"per_class", "miou"} <= metrics.keys():
+        raise SystemExit(f"{path}: not an evaluation's metrics.json (no per_class and miou)")
     return metrics
 
 
