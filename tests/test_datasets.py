@@ -124,9 +124,17 @@ def test_pix2pix_decode_agrees_with_official_labels(samples):
     truth = np.asarray(Image.fromarray(cityscapes_gt(samples, "labelTrainIds")).resize((256, 256), Image.NEAREST))
     both = (mask != 255) & (truth != 255)
     agreement = (mask[both] == truth[both]).mean()
-    print(f"pix2pix decode agreement with gtFine train ids: {agreement:.4f} on {both.mean():.1%} of pixels")
+    decoded, official = mask[both], truth[both]
+    present = np.unique(official)
+    ious = [((decoded == c) & (official == c)).sum() / ((decoded == c) | (official == c)).sum() for c in present]
+    spurious = ~np.isin(decoded, present)
+    print(f"pix2pix decode agreement with gtFine train ids: {agreement:.4f} on {both.mean():.1%} of pixels "
+          f"(gtFine labels {(truth != 255).mean():.1%}); mean IoU over the {len(present)} classes in the frame "
+          f"{np.mean(ious):.3f} ({', '.join(f'{CITYSCAPES_CLASSES[c]} {v:.3f}' for c, v in zip(present, ious))}); "
+          f"{spurious.mean():.2%} decoded as classes not in the frame")
     assert both.mean() > 0.7
     assert agreement >= 0.90
+    assert np.mean(ious) >= 0.8 and spurious.mean() < 0.02
 
 
 def test_pix2pix_val1_is_the_bundled_frame(shared_data, samples):
