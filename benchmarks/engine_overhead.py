@@ -20,8 +20,8 @@ import yaml
 
 from sceneparse.data import build_dataset
 from sceneparse.data.transforms import train_transform
-from sceneparse.engine.config import TrainConfig
-from sceneparse.engine.train import train
+from sceneparse.training.config import TrainConfig
+from sceneparse.training import train
 from sceneparse.models import build_model
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sceneparse" / "samples" / "camvid"

@@ -22,9 +22,10 @@ import torch
 
 from sceneparse.data import build_dataset
 from sceneparse.data.transforms import eval_transform
-from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from sceneparse.engine.evaluate import evaluate_model
-from sceneparse.export import OrtEngine, checkpoint_metadata, export_onnx, quantize_int8
+from sceneparse.checkpoint import load_checkpoint, model_from_checkpoint
+from sceneparse.evaluate import evaluate_model
+from sceneparse.export import export_onnx, quantize_int8
+from sceneparse.runtime import OrtEngine, checkpoint_metadata
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from sceneparse.export import parse_size
+from sceneparse.cli.options import parse_size
 from sceneparse.inference import default_stride, infer, window_starts
 from sceneparse.models import build_model
 

@@ -8,7 +8,7 @@ one process and interleaved (round 1: every variant, round 2: every variant, ...
 ratios compare like with like on a machine shared with other jobs. Variants combine:
   channels_last  model and images in NHWC memory format
   compile        torch.compile (inductor) of the model's training forward (the loss stays eager;
-                 see sceneparse/engine/fast.py), which compiles the backward too
+                 see sceneparse/training/step.py), which compiles the backward too
   bf16           bfloat16 autocast of the forward
   ddp2           two processes of threads/2 threads each (DistributedDataParallel over gloo, as
                  `torchrun --nproc_per_node 2` trains), each on half the batch: on a 2-core CPU the
@@ -42,7 +42,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from sceneparse.engine.fast import make_loss_fn, prepare_for_training
+from sceneparse.training.step import make_loss_fn, prepare_for_training
 from sceneparse.models import build_model, list_models
 from sceneparse.utils import IGNORE_INDEX
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from sceneparse.benchmark import ENGINES, count_flops, environment, matmul_seconds, prepare, random_metadata, summarize
-from sceneparse.export import parse_size
+from sceneparse.benchmark import ENGINES, environment, matmul_seconds, prepare, random_metadata, summarize
+from sceneparse.models import count_flops
+from sceneparse.cli.options import parse_size
 from sceneparse.models import build_model, list_models
 from sceneparse.utils import atomic_path
 

@@ -7,6 +7,7 @@
 """
 __version__ = "0.1.0"
 
+from sceneparse.inference import Segmenter  # noqa: E402
 from sceneparse.models import (  # noqa: E402
     DABNet, PSPNet, PSPNetLite, PSPVGG19, SegNet, SegNetBasic, build_model, list_models, load_backbone_weights,
 )
@@ -15,11 +16,3 @@ from sceneparse.utils import SceneparseError  # noqa: E402
 __all__ = ["DABNet", "PSPNet", "PSPNetLite", "PSPVGG19", "SceneparseError", "SegNet", "SegNetBasic", "Segmenter",
            "build_model", "list_models", "load_backbone_weights"]
 
-
-def __getattr__(name: str):
-    # Inference pulls in more modules; import it only when asked for.
-    if name == "Segmenter":
-        from sceneparse.inference import Segmenter
-
-        return Segmenter
-    raise AttributeError(f"module 'sceneparse' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""`sceneparse benchmark`: inference latency, throughput, FLOPs, share of the CPU's peak, memory.
+"""Inference latency, throughput, FLOPs, share of the CPU's peak, memory.
 
 One run measures, in this order and in the same process:
 
@@ -20,7 +20,6 @@ The load average is recorded: on a shared machine compare numbers only within on
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
@@ -31,20 +30,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sceneparse.utils import SceneparseError, peak_rss_mb
+from sceneparse.checkpoint import load_checkpoint, model_from_checkpoint
+from sceneparse.export import calibration_images_in, export_onnx, quantize_int8
+from sceneparse.models import build_model, count_flops
+from sceneparse.runtime import OrtEngine, checkpoint_metadata
+from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError, peak_rss_mb
 
 ENGINES = ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8")
 SAMPLES = Path(__file__).resolve().parent / "samples" / "demo"  # photos only (no label images)
-
-
-def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of one eager forward pass (multiply-add = 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(x)
-    return int(counter.get_total_flops())
 
 
 def matmul_seconds(n: int = 2048, repeats: int = 5) -> float:
@@ -64,22 +57,19 @@ def peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / matmul_seconds(n, repeats) / 1e9
 
 
-def load_model(args) -> tuple[torch.nn.Module, str, dict]:
-    """The eval network and the metadata an export needs, from --checkpoint or --model (random weights)."""
-    from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from sceneparse.export import checkpoint_metadata
-    from sceneparse.models import build_model
-
-    if args.checkpoint:
-        ckpt = load_checkpoint(args.checkpoint)
+def load_model(checkpoint: str | os.PathLike | None = None, model: str | None = None,
+               num_classes: int = 19) -> tuple[torch.nn.Module, str, dict]:
+    """The eval network, its name and the metadata an export needs: from a checkpoint (path or
+    built-in name), else the zoo network `model` with random weights (default pspnet_resnet18)."""
+    if checkpoint:
+        ckpt = load_checkpoint(checkpoint)
         return model_from_checkpoint(ckpt), ckpt["model"]["name"], checkpoint_metadata(ckpt)
-    name = args.model or "pspnet_resnet18"
-    return build_model(name, args.num_classes).eval(), name, random_metadata(name, args.num_classes)
+    name = model or "pspnet_resnet18"
+    return build_model(name, num_classes).eval(), name, random_metadata(name, num_classes)
 
 
 def random_metadata(name: str, num_classes: int) -> dict:
-    from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD
-
+    """Export metadata for a network with random weights (classes named by their index)."""
     return {"model": name, "num_classes": num_classes, "classes": [str(i) for i in range(num_classes)],
             "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
@@ -105,13 +95,12 @@ def prepare(engine: str, model: torch.nn.Module, x: torch.Tensor, metadata: dict
             with torch.inference_mode():
                 return model(images.contiguous(memory_format=torch.channels_last))
     else:
-        from sceneparse.export import OrtEngine, calibration_images as find_images, export_onnx, quantize_int8
-
         path = workdir / "fp32.onnx"
         if not path.is_file():
             export_onnx(model, path, tuple(x.shape[-2:]), metadata, check=False)
         if engine == "onnxruntime-int8":
-            quantize_int8(path, workdir / "int8.onnx", find_images(calibration or SAMPLES, calibration_images))
+            files = calibration_images_in(calibration or SAMPLES, calibration_images)
+            quantize_int8(path, workdir / "int8.onnx", files)
             path = workdir / "int8.onnx"
         run = OrtEngine(path, threads=threads)
     run(x)
@@ -206,16 +195,3 @@ def format_result(r: dict) -> str:
             f"{r['gflop']} GFLOP -> {r['gflops_achieved']} GFLOP/s = {r['percent_of_peak']}% of the measured "
             f"fp32 peak {r['peak_gflops_fp32']} GFLOP/s; peak RSS {r['peak_rss_mb']} MB; setup {r['setup_s']} s; "
             f"load average {r['load_average'][0]} -> {r['load_average'][1]}")
-
-
-def run_benchmark(args) -> int:
-    from sceneparse.export import parse_size
-
-    size = parse_size(args.size)
-    if min(size) < 32:
-        raise SceneparseError(f"--size {args.size}: the networks need at least 32x32")
-    model, name, meta = load_model(args)
-    result = benchmark(model, name, meta, size, engine=args.engine, threads=args.threads,
-                       batch_size=args.batch_size, runs=args.runs, warmup=args.warmup, calibration=args.calibration)
-    print(json.dumps(result) if args.json else format_result(result))
-    return 0

@@ -1,4 +1,4 @@
-"""ONNX export (fp32 and int8) and the onnxruntime engine.
+"""Export for fast inference: ONNX (fp32 and int8) and slim checkpoints.
 
 Export goes through `torch.export` and the dynamo ONNX exporter (torch.onnx.export(dynamo=True)),
 which handles SegNet's unpooling scatter. Adaptive pooling needs help, found by testing on torch
@@ -12,8 +12,8 @@ MatMuls with the normalised masks, max pooling two masked ReduceMax; the graph i
 size. Each export is checked against torch (at another size than traced, when dynamic) before
 the file is written.
 
-The ONNX file carries what `predict` needs in its metadata_props (JSON values): classes, palette,
-mean, std, model, num_classes, dataset, label_set, precision and input_size.
+The ONNX file carries what `predict` needs in its metadata (`sceneparse.runtime`): classes,
+palette, mean, std, model, num_classes, dataset, label_set, precision and input_size.
 
 int8 is onnxruntime static quantization: QDQ format, int8 per-channel weights, uint8 activations
 (the recommended setting for x86 CPUs with VNNI), MinMax ranges calibrated on images preprocessed
@@ -34,9 +34,10 @@ from typing import Iterator, Sequence
 
 import torch
 
-from sceneparse.utils import SceneparseError, atomic_path
+from sceneparse.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from sceneparse.runtime import OrtEngine, checkpoint_metadata, read_metadata, write_metadata
+from sceneparse.utils import IMAGE_SUFFIXES, SceneparseError, atomic_path, read_image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 TRACE_SIZE = (193, 257)  # odd, not divisible by the bins: a dynamic export is traced at a generic size
 CHECK_SIZE = (97, 129)  # a dynamic export is checked at a size it was not traced at
 aten = torch.ops.aten
@@ -96,24 +97,6 @@ def _quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def checkpoint_metadata(ckpt: dict) -> dict:
-    """The metadata an exported file carries, from a checkpoint."""
-    meta = {"classes": list(ckpt["classes"]), "palette": [list(c) for c in ckpt["palette"]],
-            "mean": list(ckpt["normalization"]["mean"]), "std": list(ckpt["normalization"]["std"]),
-            "model": ckpt["model"]["name"], "num_classes": int(ckpt["model"]["num_classes"]),
-            "dataset": ckpt["dataset"].get("name", ""), "label_set": ckpt["dataset"].get("label_set", "")}
-    if ckpt["dataset"].get("photo_size"):
-        meta["photo_size"] = list(ckpt["dataset"]["photo_size"])
-    return meta
-
-
-def _write_metadata(onnx_model, metadata: dict) -> None:
-    del onnx_model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = onnx_model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
-
-
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, size: tuple[int, int] | None = None,
                 metadata: dict | None = None, check: bool = True) -> None:
     """Write `model` (eval) as ONNX: input `image` (N, 3, H, W), output `logits`; batch always dynamic.
@@ -144,7 +127,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, size: tuple[int
                               f"export with --size HxW")
     meta = dict(metadata or {})
     meta.update(precision="fp32", input_size=list(size) if size else "dynamic")
-    _write_metadata(proto, meta)
+    write_metadata(proto, meta)
     with atomic_path(path) as tmp:
         onnx.save_model(proto, str(tmp))
         if check:
@@ -163,71 +146,8 @@ def _check(model: torch.nn.Module, path: Path, size: tuple[int, int], name: str)
                               f"(relative error {error:.2g}); not written")
 
 
-# ---------------------------------------------------------------- onnxruntime engine
-class OrtEngine:
-    """An ONNX file in onnxruntime, called like a torch model in eval mode: images in, logits out.
-
-    `metadata` holds the file's sceneparse metadata (classes, palette, mean, std, ...).
-    """
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise SceneparseError(f"{self.path}: ONNX file not found")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise SceneparseError(f"{self.path}: not a loadable ONNX model ({first})") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = {k: _json(v) for k, v in props.items()}
-        self.input = self.session.get_inputs()[0]
-        self.input_name = self.input.name
-        # Fixed H, W of the file, or None where dynamic (names/strings are symbolic dims).
-        self.fixed_size = tuple(d if isinstance(d, int) else None for d in self.input.shape[2:])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.metadata.get("classes", [])) or int(self.session.get_outputs()[0].shape[1])
-
-    def eval(self) -> "OrtEngine":
-        return self
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for got, want in zip(x.shape[2:], self.fixed_size):
-            if want is not None and got != want:
-                raise SceneparseError(f"{self.path}: exported for input {self.fixed_size[0]}x{self.fixed_size[1]}, "
-                                      f"got {x.shape[2]}x{x.shape[3]} (use --mode slide --crop "
-                                      f"{self.fixed_size[0]}x{self.fixed_size[1]}, or export with --dynamic)")
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
-
-
-def _json(value: str):
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The sceneparse metadata of an ONNX file (JSON-decoded values)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: _json(p.value) for p in model.metadata_props}
-
-
 # ---------------------------------------------------------------- int8
-def calibration_images(folder: str | os.PathLike, limit: int) -> list[Path]:
+def calibration_images_in(folder: str | os.PathLike, limit: int) -> list[Path]:
     """Up to `limit` images under `folder` (recursive, sorted, evenly spread over the sorted list)."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -250,8 +170,6 @@ class _CalibrationReader:
         self.std = torch.tensor(std).view(1, 3, 1, 1)
 
     def get_next(self) -> dict | None:
-        from sceneparse.utils import read_image
-
         path = next(self.files, None)
         if path is None:
             return None
@@ -287,62 +205,58 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, fil
         model = onnx.load(str(q))
     meta["precision"] = "int8"
     meta["calibration_images"] = len(files)
-    _write_metadata(model, meta)
+    write_metadata(model, meta)
     with atomic_path(out_path) as tmp_out:
         onnx.save_model(model, str(tmp_out))
         ort.InferenceSession(str(tmp_out), providers=["CPUExecutionProvider"])  # loadable, or not written
 
 
-# ---------------------------------------------------------------- command
-def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
-    """'HxW' or 'S' -> (H, W)."""
-    parts = str(text).lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise SceneparseError(f"{option} {text}: expected HxW (e.g. 512x1024) or a single number")
-    return (values[0], values[-1])
+# ---------------------------------------------------------------- from a checkpoint
+def export_checkpoint(checkpoint: str | os.PathLike | None, out: str | os.PathLike, format: str = "onnx",
+                      size: tuple[int, int] | None = None, dynamic: bool = False, quantize: str | None = None,
+                      calibration: str | os.PathLike | None = None, calibration_images: int = 32) -> Path:
+    """Export a checkpoint (path or built-in name) and return the file written.
 
-
-def run_export(args) -> int:
-    from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-
-    if args.format == "checkpoint":
-        if args.size or args.dynamic or args.quantize or args.calibration:
+    format "onnx": the eval network, at a fixed `size` (H, W) or with `dynamic` height and width
+    (one of the two), fp32 or `quantize="int8"` calibrated on up to `calibration_images` images
+    from the `calibration` folder. format "checkpoint": weights and metadata only, without the
+    training state (what ships as a built-in model).
+    """
+    out = Path(out)
+    if format not in ("onnx", "checkpoint"):
+        raise SceneparseError(f"unknown export format '{format}' (valid: onnx, checkpoint)")
+    if format == "checkpoint":
+        if size or dynamic or quantize or calibration:
             raise SceneparseError("--format checkpoint takes no --size, --dynamic, --quantize or --calibration")
-        ckpt = load_checkpoint(args.checkpoint)
+        ckpt = load_checkpoint(checkpoint)
         model_from_checkpoint(ckpt)  # the weights must fit the network before anything is written
         ckpt.pop("train_state", None)
-        save_checkpoint(ckpt, args.out)
-        print(f"wrote {args.out} ({Path(args.out).stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
-        return 0
-    if args.size and args.dynamic:
+        save_checkpoint(ckpt, out)
+        return out
+    if size and dynamic:
         raise SceneparseError("give either --size HxW or --dynamic, not both")
-    if args.quantize and not args.calibration:
+    if quantize not in (None, "int8"):
+        raise SceneparseError(f"--quantize {quantize}: only int8 is supported")
+    if quantize and not calibration:
         raise SceneparseError("--quantize int8 needs --calibration DIR (images like those you will segment)")
-    if args.calibration and not args.quantize:
+    if calibration and not quantize:
         raise SceneparseError("--calibration is only used with --quantize int8")
-    if args.calibration_images < 1:
-        raise SceneparseError(f"--calibration-images {args.calibration_images}: must be at least 1")
-    size = parse_size(args.size) if args.size else None
+    if calibration_images < 1:
+        raise SceneparseError(f"--calibration-images {calibration_images}: must be at least 1")
     if size and min(size) < 32:
-        raise SceneparseError(f"--size {args.size}: the networks need at least 32x32")
-    files = calibration_images(args.calibration, args.calibration_images) if args.quantize else []
-    ckpt = load_checkpoint(args.checkpoint)
+        raise SceneparseError(f"--size {size[0]}x{size[1]}: the networks need at least 32x32")
+    files = calibration_images_in(calibration, calibration_images) if quantize else []
+    ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
-    out = Path(args.out)
     print(f"exporting {ckpt['model']['name']} ({'dynamic size' if size is None else f'{size[0]}x{size[1]}'}) "
           f"to {out}", file=sys.stderr)
-    if not args.quantize:
+    if not quantize:
         export_onnx(model, out, size, checkpoint_metadata(ckpt))
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            fp32 = Path(tmp) / "fp32.onnx"
-            export_onnx(model, fp32, size, checkpoint_metadata(ckpt))
-            print(f"calibrating int8 on {len(files)} images from {args.calibration}", file=sys.stderr)
-            quantize_int8(fp32, out, files)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
-    return 0
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        export_onnx(model, fp32, size, checkpoint_metadata(ckpt))
+        print(f"calibrating int8 on {len(files)} images from {calibration}", file=sys.stderr)
+        quantize_int8(fp32, out, files)
+    return out

@@ -19,7 +19,7 @@ their training data. A checkpoint trained on such data stores the size (`dataset
 `Segmenter`, predict and evaluate use it unless told otherwise (`resize="native"`).
 
 `model` is anything that maps a float tensor (B, 3, h, w) to logits (B, C, h, w): a torch model
-in eval mode or `sceneparse.export.OrtEngine`.
+in eval mode or `sceneparse.runtime.OrtEngine`.
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sceneparse.checkpoint import DEFAULT_BUILTIN, load_checkpoint, model_from_checkpoint
+from sceneparse.runtime import OrtEngine
 from sceneparse.utils import SceneparseError, read_image
 
 Model = Callable[[torch.Tensor], torch.Tensor]
@@ -198,8 +200,6 @@ class Segmenter:
                         onnx_path: str | os.PathLike | None = None, threads: int | None = None,
                         **options) -> "Segmenter":
         """Load a checkpoint (path or built-in name); `engine="onnxruntime"` runs `onnx_path` instead of torch."""
-        from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
-
         if engine not in ("torch", "onnxruntime"):
             raise SceneparseError(f"unknown engine '{engine}' (valid: torch, onnxruntime)")
         if engine == "onnxruntime" and onnx_path is None:
@@ -210,12 +210,10 @@ class Segmenter:
                 torch.set_num_threads(threads)
             model = model_from_checkpoint(ckpt).to(memory_format=torch.channels_last)
         else:
-            from sceneparse.export import OrtEngine
-
             model = OrtEngine(onnx_path, threads=threads)
             if model.metadata.get("classes", ckpt["classes"]) != ckpt["classes"]:
                 raise SceneparseError(f"{onnx_path}: its classes differ from those of checkpoint "
-                                      f"{path_or_name or 'camvid'}; export it from that checkpoint")
+                                      f"{path_or_name or DEFAULT_BUILTIN}; export it from that checkpoint")
         norm = ckpt["normalization"]
         info = {"model": ckpt["model"]["name"], "dataset": ckpt["dataset"].get("name", ""),
                 "label_set": ckpt["dataset"].get("label_set", "")}
@@ -225,8 +223,6 @@ class Segmenter:
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, **options) -> "Segmenter":
         """Everything from an exported ONNX file and its metadata; no checkpoint needed."""
-        from sceneparse.export import OrtEngine
-
         engine = OrtEngine(path, threads=threads)
         meta = engine.metadata
         if "classes" not in meta:

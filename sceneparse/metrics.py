@@ -62,9 +62,8 @@ class ConfusionMatrix:
     def reset(self) -> None:
         self.matrix.zero_()
 
-    def report(self, class_names: Sequence[str], groups: Sequence[int] | None = None,
-               group_names: Sequence[str] | None = None) -> dict:
-        return report(self.matrix, class_names, groups, group_names)
+    def report(self, class_names: Sequence[str]) -> dict:
+        return report(self.matrix, class_names)
 
 
 def _check_range(values: torch.Tensor, n: int, message: str) -> None:
@@ -156,15 +155,13 @@ def _scores(matrix, names: Sequence[str]) -> tuple[float, dict]:
     return _none(_nanmean(iou)), per
 
 
-def report(matrix, class_names: Sequence[str], groups: Sequence[int] | None = None,
-           group_names: Sequence[str] | None = None) -> dict:
+def report(matrix, class_names: Sequence[str]) -> dict:
     """All scores as a JSON-ready dict (fractions in [0, 1], undefined scores as None).
 
-    With `groups` (group index per class) and `group_names` also `category_miou` and
-    `per_category`, computed on the collapsed matrix.
+    Scores of coarser groups (e.g. Cityscapes categories) are `report(collapse(matrix, groups), names)`.
     """
     miou, per_class = _scores(matrix, class_names)
-    out = {
+    return {
         "miou": miou,
         "pixel_acc": _none(pixel_accuracy(matrix)),
         "mean_class_acc": _none(mean_class_accuracy(matrix)),
@@ -172,11 +169,6 @@ def report(matrix, class_names: Sequence[str], groups: Sequence[int] | None = No
         "per_class": per_class,
         "confusion_matrix": torch.as_tensor(matrix).cpu().long().tolist(),
     }
-    if groups is not None:
-        if group_names is None:
-            raise SceneparseError("report: groups given without group_names")
-        out["category_miou"], out["per_category"] = _scores(collapse(matrix, groups), group_names)
-    return out
 
 
 def _fmt(x: float | None) -> str:
@@ -185,17 +177,13 @@ def _fmt(x: float | None) -> str:
 
 def format_table(report: dict) -> str:
     """An aligned text table: one line per class (IoU, acc), then the summary lines."""
-    sections = [("class", report["per_class"])]
-    if "per_category" in report:
-        sections.append(("category", report["per_category"]))
+    per = report["per_class"]
     summary = [("mIoU", "miou"), ("pixel acc", "pixel_acc"), ("mean class acc", "mean_class_acc"),
-               ("fwIoU", "fwiou"), ("category mIoU", "category_miou")]
-    width = max(len(name) for name in [*report["per_class"], *report.get("per_category", {}), *dict(summary)])
-    lines = []
-    for title, per in sections:
-        lines.append(f"{title:<{width}}  {'IoU':>6}  {'acc':>6}")
-        lines += [f"{name:<{width}}  {_fmt(s['iou'])}  {_fmt(s['acc'])}" for name, s in per.items()]
-        lines.append("")
+               ("fwIoU", "fwiou")]
+    width = max(len(name) for name in [*per, *dict(summary)])
+    lines = [f"{'class':<{width}}  {'IoU':>6}  {'acc':>6}"]
+    lines += [f"{name:<{width}}  {_fmt(s['iou'])}  {_fmt(s['acc'])}" for name, s in per.items()]
+    lines.append("")
     lines += [f"{label:<{width}}  {_fmt(report[key])}" for label, key in summary if key in report]
     return "\n".join(lines)
 

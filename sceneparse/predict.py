@@ -1,4 +1,4 @@
-"""`sceneparse predict`: segment image files, folders (recursively) and globs.
+"""Segmenting image files, folders (recursively) and globs (`sceneparse predict`).
 
 For each input image, OUT gets (`--outputs`, default all three):
 
@@ -18,15 +18,19 @@ lost when a run stops.
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
+from sceneparse import viz
+from sceneparse.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_LABELS
 from sceneparse.inference import Segmenter
-from sceneparse.utils import SceneparseError, read_image, save_image
+from sceneparse.utils import IMAGE_SUFFIXES, SceneparseError, read_image, save_image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 OUTPUTS = ("index", "color", "overlay")
 
 
@@ -74,8 +78,6 @@ def parse_outputs(text: str) -> list[str]:
 
 def cityscapes_label_ids(classes: list[str]) -> np.ndarray:
     """Lookup table train id -> Cityscapes labelId; raises unless `classes` are the 19 train classes."""
-    from sceneparse.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_LABELS
-
     if list(classes) != list(CITYSCAPES_CLASSES):
         raise SceneparseError(f"--cityscapes-ids needs a model of the {len(CITYSCAPES_CLASSES)} Cityscapes train "
                               f"classes; this one predicts {len(classes)} classes ({', '.join(classes[:4])}, ...)")
@@ -86,23 +88,10 @@ def cityscapes_label_ids(classes: list[str]) -> np.ndarray:
     return table
 
 
-def build_segmenter(args) -> Segmenter:
-    """The Segmenter that `predict`'s checkpoint, engine and inference options ask for."""
-    from sceneparse.engine.evaluate import inference_options
-
-    options = dict(inference_options(args), batch_size=args.batch_size)
-    if args.engine == "onnxruntime" and args.checkpoint is None and args.onnx:
-        return Segmenter.from_onnx(args.onnx, threads=args.threads, **options)  # the file's own metadata
-    return Segmenter.from_checkpoint(args.checkpoint, engine=args.engine, onnx_path=args.onnx,
-                                     threads=args.threads, **options)
-
-
 def write_outputs(seg: Segmenter, image: np.ndarray, labels: np.ndarray, out: Path, stem: Path,
                   outputs: list[str], alpha: float = 0.5, legend: bool = False,
                   label_ids: np.ndarray | None = None) -> None:
     """Write the asked-for pictures of one prediction below `out` (see the module docstring)."""
-    from sceneparse import viz
-
     base = out / stem
     try:
         if "index" in outputs:
@@ -121,21 +110,20 @@ def write_outputs(seg: Segmenter, image: np.ndarray, labels: np.ndarray, out: Pa
         raise SceneparseError(f"{base.parent}: cannot write outputs ({e})") from None
 
 
-def run_predict(args) -> int:
-    from tqdm import tqdm
+def predict_files(seg: Segmenter, jobs: list[tuple[Path, Path]], out: str | os.PathLike,
+                  outputs: Sequence[str] = OUTPUTS, alpha: float = 0.5, legend: bool = False,
+                  cityscapes_ids: bool = False, batch_size: int = 1) -> tuple[int, list[str]]:
+    """Segment every (image, output stem) of `jobs` (from `collect_inputs`) into `out`.
 
-    outputs = parse_outputs(args.outputs)
-    if not 0.0 <= args.alpha <= 1.0:
-        raise SceneparseError(f"--alpha {args.alpha}: must be between 0 and 1")
-    jobs, missing = collect_inputs(args.inputs, Path(args.out))
-    if not jobs:
-        raise SceneparseError(f"no images found in {', '.join(args.inputs)}")
-    seg = build_segmenter(args)
-    label_ids = cityscapes_label_ids(seg.classes) if args.cityscapes_ids else None
-    out = Path(args.out)
-    skipped = [f"{m}: no such file, folder or matching glob" for m in missing]
-    for m in skipped:
-        print(f"sceneparse: warning: {m}; skipped", file=sys.stderr)
+    An unreadable image is skipped with a warning and the run goes on; returns the number of
+    images written and the one-line reasons of those skipped.
+    """
+    outputs = list(outputs)
+    if not 0.0 <= alpha <= 1.0:
+        raise SceneparseError(f"--alpha {alpha}: must be between 0 and 1")
+    label_ids = cityscapes_label_ids(seg.classes) if cityscapes_ids else None
+    out = Path(out)
+    skipped: list[str] = []
     bar = tqdm(total=len(jobs), unit="img", desc="predict", disable=None, dynamic_ncols=True)
     pending: list[tuple[Path, np.ndarray]] = []
     written = 0
@@ -143,7 +131,7 @@ def run_predict(args) -> int:
     def flush() -> None:
         nonlocal written
         for (stem, image), labels in zip(pending, seg.predict([image for _, image in pending])):
-            write_outputs(seg, image, labels, out, stem, outputs, args.alpha, args.legend, label_ids)
+            write_outputs(seg, image, labels, out, stem, outputs, alpha, legend, label_ids)
             written += 1
             bar.update(1)
         pending.clear()
@@ -155,14 +143,8 @@ def run_predict(args) -> int:
             skipped.append(str(e))
             bar.write(f"sceneparse: warning: {e}; skipped", file=sys.stderr)
             bar.update(1)
-        if len(pending) == (args.batch_size or 1):
+        if len(pending) == (batch_size or 1):
             flush()
     flush()
     bar.close()
-    print(f"wrote {', '.join(outputs)} for {written} image(s) to {out}", file=sys.stderr)
-    if skipped:
-        print(f"sceneparse: warning: {len(skipped)} input(s) skipped:", file=sys.stderr)
-        for s in skipped:
-            print(f"  {s}", file=sys.stderr)
-        return 1
-    return 0
+    return written, skipped

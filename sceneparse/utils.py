@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")  # what folders are searched for
 
 
 class SceneparseError(Exception):
@@ -67,7 +68,7 @@ def _open(path: Path) -> Image.Image:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a photo as an HxWx3 uint8 RGB array."""
+    """Read a photo (or a colour-coded label image) as an HxWx3 uint8 RGB array."""
     return np.asarray(_open(Path(path)).convert("RGB"))
 
 
@@ -80,11 +81,6 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     if image.mode not in ("L", "I", "I;16", "I;16B", "I;16L"):
         raise SceneparseError(f"{path}: expected a single-channel index mask, got mode {image.mode}")
     return np.asarray(image)
-
-
-def read_color_label(path: str | os.PathLike) -> np.ndarray:
-    """Read a colour-coded label image as an HxWx3 uint8 array."""
-    return np.asarray(_open(Path(path)).convert("RGB"))
 
 
 def peak_rss_mb() -> float:

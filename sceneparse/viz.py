@@ -103,6 +103,26 @@ def grid(rows_of_images: Sequence[Sequence], path: str | os.PathLike | None = No
     return out
 
 
+def sample_grid(dataset, num: int = 6, width: int = 512) -> np.ndarray:
+    """`num` samples spread over `dataset` (anything with `load(i) -> (image, mask)`, `classes` and
+    `palette`), each photo beside its colourised label, scaled down to `width`, with a legend of
+    the classes shown."""
+    if num < 1:
+        raise SceneparseError(f"--num must be at least 1, got {num}")
+    indices = sorted(set(np.linspace(0, len(dataset) - 1, min(num, len(dataset))).round().astype(int)))
+    rows, present = [], set()
+    for i in indices:
+        image, mask = dataset.load(int(i))
+        present |= set(np.unique(mask).tolist())
+        colours = colorize(mask, dataset.palette)
+        if image.shape[1] > width:
+            size = (width, max(1, round(image.shape[0] * width / image.shape[1])))
+            image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+            colours = np.asarray(Image.fromarray(colours).resize(size, Image.NEAREST))
+        rows.append([image, colours])
+    return add_legend(grid(rows), dataset.classes, dataset.palette, only=sorted(present))
+
+
 def _save_figure(fig, path: str | os.PathLike) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from sceneparse.benchmark import benchmark, count_flops, random_metadata
+from sceneparse.benchmark import benchmark, random_metadata
+from sceneparse.models import count_flops
 from sceneparse.cli import main
 from sceneparse.models import build_model
 

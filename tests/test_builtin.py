@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from sceneparse.cli import main
-from sceneparse.engine.checkpoint import BUILTIN, WEIGHTS_DIR, load_checkpoint
+from sceneparse.checkpoint import BUILTIN, WEIGHTS_DIR, load_checkpoint
 from sceneparse.inference import Segmenter
 
 from conftest import SAMPLES

@@ -6,9 +6,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from sceneparse.engine.checkpoint import load_checkpoint
-from sceneparse.engine.config import load_config
-from sceneparse.engine.train import train
+from sceneparse.checkpoint import load_checkpoint
+from sceneparse.training.config import load_config
+from sceneparse.training import train
 
 from conftest import ROOT, SAMPLES
 

@@ -1,11 +1,11 @@
-"""The CPU-first network (DABNet) and the fast training step (sceneparse.engine.fast)."""
+"""The CPU-first network (DABNet) and the fast training step (sceneparse.training.step)."""
 import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sceneparse.engine.fast import make_loss_fn, prepare_for_training
+from sceneparse.training.step import make_loss_fn, prepare_for_training
 from sceneparse.models import build_model
 from sceneparse.models.dabnet import DABModule, DABNet
 from sceneparse.utils import IGNORE_INDEX, SceneparseError

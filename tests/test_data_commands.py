@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from PIL import Image
 
 from sceneparse.cli import main
 from sceneparse.data import build_dataset
-from sceneparse.data.commands import class_statistics, load_weights
+from sceneparse.data.stats import class_statistics, load_weights
 from sceneparse.utils import SceneparseError
 from sceneparse.viz import colorize
 
@@ -120,6 +121,9 @@ def test_stats_median_frequency_weights(capsys, tmp_path):
     assert stats["weights"] == pytest.approx([1.0, 1.5, 0.5])
     assert load_weights(out, 3) == pytest.approx([1.0, 1.5, 0.5])
     assert "weights.json" in capsys.readouterr().out
+    # ENet's weights from the shares of the 7 labelled pixels: road 3/7, car 1/7, sky 3/7
+    assert stats["enet_weights"] == pytest.approx([1 / math.log(1.10 + 3 / 7), 1 / math.log(1.10 + 1 / 7),
+                                                   1 / math.log(1.10 + 3 / 7)])
 
 
 def test_stats_absent_class_gets_zero_weight(tmp_path):

@@ -8,8 +8,9 @@ from PIL import Image
 from torch import nn
 
 from sceneparse.cli import main
-from sceneparse.engine.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from sceneparse.export import OrtEngine, export_onnx, quantize_int8, read_metadata
+from sceneparse.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from sceneparse.export import export_onnx, quantize_int8
+from sceneparse.runtime import OrtEngine, read_metadata
 from sceneparse.inference import Segmenter
 from sceneparse.models import build_model, list_models
 from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError
@@ -17,8 +18,9 @@ from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError
 from conftest import CLASSES, PALETTE, SAMPLES, lively
 
 # Exported by the same code paths as a faster case (pspnet_resnet18, segnet_basic, dabnet_psp = dabnet +
-# pyramid pooling); each takes 10-60 s to export on 2 cores. Deselect with -m "not slow".
-SLOW = {"pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101", "segnet_vgg16", "dabnet"}
+# pyramid pooling; lmffnet's layers in a small lmffnet in tests/test_lmffnet.py); each takes 10-60 s
+# to export on 2 cores. Deselect with -m "not slow".
+SLOW = {"pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101", "segnet_vgg16", "dabnet", "lmffnet"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

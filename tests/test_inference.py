@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sceneparse.engine.checkpoint import make_checkpoint, save_checkpoint
+from sceneparse.checkpoint import make_checkpoint, save_checkpoint
 from sceneparse.inference import Segmenter, infer, window_starts
 from sceneparse.models import build_model
 from sceneparse.utils import SceneparseError

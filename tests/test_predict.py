@@ -6,7 +6,7 @@ from PIL import Image
 
 from sceneparse.cli import main
 from sceneparse.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_LABELS, CITYSCAPES_PALETTE
-from sceneparse.engine.checkpoint import make_checkpoint, save_checkpoint
+from sceneparse.checkpoint import make_checkpoint, save_checkpoint
 from sceneparse.inference import Segmenter
 from sceneparse.models import build_model
 

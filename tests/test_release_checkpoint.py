@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from sceneparse.checkpoint import load_checkpoint, model_from_checkpoint
 from sceneparse.inference import Segmenter
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -31,8 +31,8 @@ def test_demo_prediction_bit_identical(one_thread, samples):
 
 
 def test_resumes_training(one_thread, samples, tmp_path):
-    from sceneparse.engine.config import TrainConfig
-    from sceneparse.engine.train import train
+    from sceneparse.training.config import TrainConfig
+    from sceneparse.training import train
 
     old = load_checkpoint(CHECKPOINT)
     cfg = TrainConfig(**{**old["config"], "root": str(samples / "camvid"), "iterations": 3})

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from sceneparse.engine.train import LOG_FIELDS
+from sceneparse.training.runlog import LOG_FIELDS
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "runs_table.py"
 

@@ -11,9 +11,11 @@ import torch
 import yaml
 
 from sceneparse.cli import main
-from sceneparse.engine import train as train_mod
-from sceneparse.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from sceneparse.engine.config import load_config
+from sceneparse.training import losses, runlog, schedule
+from sceneparse.training.ema import WeightAverage
+from sceneparse.training import loop as train_mod
+from sceneparse.checkpoint import load_checkpoint, model_from_checkpoint
+from sceneparse.training.config import load_config
 from sceneparse.utils import SceneparseError
 
 from conftest import SAMPLES
@@ -42,7 +44,7 @@ def test_tiny_run_writes_checkpoints_logs_and_evaluates(tmp_path):
     assert not result["interrupted"] and result["iteration"] == 6
     for name in ("last.pt", "best.pt", "config.yaml", "log.csv", "curves.png"):
         assert (out / name).is_file(), name
-    rows = [r for r in train_mod.read_log(out / "log.csv", 10**9) if r["loss"] is not None]
+    rows = [r for r in runlog.read_log(out / "log.csv", 10**9) if r["loss"] is not None]
     assert len(rows) == 6
     assert rows[-1]["loss"] < rows[0]["loss"]
     ckpt = load_checkpoint(out / "last.pt")
@@ -124,13 +126,13 @@ def test_a_last_partial_epoch_is_evaluated_and_saved(tmp_path):
     """4 iterations of 3 per epoch: the final model is scored and saved, not only the epoch-3 one."""
     cfg = load_config(write_config(tmp_path), ["batch_size=1", "iterations=4", "eval_interval=1"])
     train_mod.train(cfg, tmp_path / "run")
-    evaluated = [r["iteration"] for r in train_mod.read_log(tmp_path / "run" / "log.csv", 10**9)
+    evaluated = [r["iteration"] for r in runlog.read_log(tmp_path / "run" / "log.csv", 10**9)
                  if r["val_miou"] is not None]
     assert evaluated == [3, 4]
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["train_state"]["iteration"] == 4
     assert last["metrics"]["miou"] == pytest.approx(
-        train_mod.read_log(tmp_path / "run" / "log.csv", 10**9)[-1]["val_miou"], abs=1e-4)
+        runlog.read_log(tmp_path / "run" / "log.csv", 10**9)[-1]["val_miou"], abs=1e-4)
 
 
 def _weights(path: Path) -> dict:
@@ -196,11 +198,11 @@ def test_crop_schedule_and_onecycle_resume_exactly_across_the_crop_change(tmp_pa
 def test_learning_rate_schedules():
     cfg = load_config(Path(__file__).parents[1] / "configs" / "camvid_dabnet_quick.yaml",
                       ["iterations=100", "epochs=0", "lr=0.1", "warmup_iters=10"])
-    poly = [train_mod.learning_rate(cfg, i, 100) for i in range(100)]
+    poly = [schedule.learning_rate(cfg, i, 100) for i in range(100)]
     assert poly[0] == pytest.approx(0.1 * 0.1) and poly[9] == pytest.approx(0.1 * 0.91 ** 0.9)
     assert poly[50] == pytest.approx(0.1 * 0.5 ** 0.9)
     cfg.lr_schedule = "onecycle"
-    one = [train_mod.learning_rate(cfg, i, 100) for i in range(101)]
+    one = [schedule.learning_rate(cfg, i, 100) for i in range(101)]
     assert one[0] == pytest.approx(0.1 / 25) and one[30] == pytest.approx(0.1) and max(one) == one[30]
     assert one[15] == pytest.approx((0.1 / 25 + 0.1) / 2)  # half-way up the cosine
     assert one[100] == pytest.approx(0.1 / 25 / 1e4)
@@ -224,17 +226,17 @@ def test_hard_pixel_loss_averages_the_hardest_labelled_pixels():
     target[0, 0] = 255
     per_pixel = torch.nn.functional.cross_entropy(logits, target, ignore_index=255, reduction="none")
     labelled = per_pixel[target != 255]  # 25 pixels
-    assert train_mod.HardPixelLoss(1.0)(logits, target).item() == pytest.approx(labelled.mean().item())
+    assert losses.HardPixelLoss(1.0)(logits, target).item() == pytest.approx(labelled.mean().item())
     hardest = labelled.sort(descending=True).values[:10]  # int(0.4 * 25)
-    assert train_mod.HardPixelLoss(0.4)(logits, target).item() == pytest.approx(hardest.mean().item())
-    nothing = train_mod.HardPixelLoss(0.5)(logits, torch.full_like(target, 255))
+    assert losses.HardPixelLoss(0.4)(logits, target).item() == pytest.approx(hardest.mean().item())
+    nothing = losses.HardPixelLoss(0.5)(logits, torch.full_like(target, 255))
     nothing.backward()
     assert nothing.item() == 0 and logits.grad is not None
 
 
 def test_weight_average_follows_the_decay_and_copies_integer_buffers():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
-    ema = train_mod.WeightAverage(model, decay=0.9)
+    ema = WeightAverage(model, decay=0.9)
     start = model[0].weight.detach().clone()
     with torch.no_grad():
         model[0].weight.add_(1.0)
@@ -347,8 +349,8 @@ def test_label_set_categories_scores_a_hand_made_prediction(tmp_path, monkeypatc
     from PIL import Image
 
     from sceneparse.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-    from sceneparse.engine import evaluate as evaluate_mod
-    from sceneparse.engine.checkpoint import make_checkpoint, save_checkpoint
+    from sceneparse import evaluate as evaluate_mod
+    from sceneparse.checkpoint import make_checkpoint, save_checkpoint
     from sceneparse.models import build_model
 
     root = tmp_path / "cityscapes"
@@ -361,7 +363,7 @@ def test_label_set_categories_scores_a_hand_made_prediction(tmp_path, monkeypatc
     road, sidewalk, car, truck = (CITYSCAPES_CLASSES.index(n) for n in ("road", "sidewalk", "car", "truck"))
     predicted = torch.tensor([[sidewalk] * 4, [sidewalk] * 4, [truck, truck, car, car], [truck, truck, car, car]])
     logits = torch.nn.functional.one_hot(predicted, 19).permute(2, 0, 1)[None].float()
-    monkeypatch.setattr(evaluate_mod, "_engine", lambda ckpt, args, device: lambda x: logits)
+    monkeypatch.setattr(evaluate_mod, "load_engine", lambda *args: lambda x: logits)
     ckpt = make_checkpoint("segnet_basic", 19, {}, build_model("segnet_basic", 19).state_dict(),
                            list(CITYSCAPES_CLASSES), CITYSCAPES_PALETTE, dataset="cityscapes", label_set="classes")
     save_checkpoint(ckpt, tmp_path / "model.pt")
@@ -375,3 +377,17 @@ def test_label_set_categories_scores_a_hand_made_prediction(tmp_path, monkeypatc
     assert cats["per_class"]["flat"]["iou"] == pytest.approx(8 / 12)
     assert cats["per_class"]["vehicle"]["iou"] == pytest.approx(4 / 8)
     assert cats["miou"] == pytest.approx(7 / 12) and cats["setup"]["label_set"] == "categories"
+
+
+def test_enet_class_weights_are_milder_than_median_frequency(samples):
+    from sceneparse.data import build_dataset
+    from sceneparse.data.stats import class_statistics
+    from sceneparse.training.config import TrainConfig
+
+    ds = build_dataset("camvid", samples / "camvid", "train")
+    enet = losses.class_weights(TrainConfig(class_weights="enet", iterations=1), ds)
+    median = losses.class_weights(TrainConfig(class_weights="median_freq", iterations=1), ds)
+    assert torch.allclose(enet, torch.tensor(class_statistics(ds)["enet_weights"]))
+    seen = median > 0
+    assert enet[seen].max() / enet[seen].min() < median[seen].max() / median[seen].min()
+    assert losses.class_weights(TrainConfig(iterations=1), ds) is None

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sceneparse.cli import main
+from sceneparse.cli import weights as weights_command
 from sceneparse.models import build_model, load_backbone_weights
 from sceneparse.models import weights
 from sceneparse.models.resnet import ResNet
@@ -228,7 +229,7 @@ def test_fetch_downloads_verifies_and_reuses(fixture_entry, tmp_path, capsys):
 
 def test_fetch_url_override(fixture_entry, server, tmp_path):
     args = argparse.Namespace(name="resnet18", cache=str(tmp_path), url=f"{server}/mirror/r18.pth")
-    assert weights.run_fetch(args) == 0
+    assert weights_command.run_fetch(args) == 0
     assert (tmp_path / fixture_entry.filename).read_bytes() == PAYLOAD
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sceneparse.data import build_dataset  # noqa: E402
-from sceneparse.engine.checkpoint import load_checkpoint  # noqa: E402
+from sceneparse.checkpoint import load_checkpoint  # noqa: E402
 from sceneparse.inference import Segmenter  # noqa: E402
 from sceneparse.utils import save_image  # noqa: E402
 from sceneparse.viz import add_legend, colorize, grid  # noqa: E402

@@ -18,8 +18,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sceneparse.engine.config import TrainConfig, as_dict  # noqa: E402
-from sceneparse.engine.train import read_log  # noqa: E402
+from sceneparse.training.config import TrainConfig, as_dict  # noqa: E402
+from sceneparse.training.runlog import read_log  # noqa: E402
 
 # settings that do not change what is learned
 IGNORED = {"root", "workers", "checkpoint_minutes", "log_interval", "device", "eval_interval"}

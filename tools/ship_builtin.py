@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sceneparse.cli import main as cli  # noqa: E402
-from sceneparse.engine.checkpoint import BUILTIN, WEIGHTS_DIR, load_checkpoint, save_checkpoint  # noqa: E402
+from sceneparse.checkpoint import BUILTIN, WEIGHTS_DIR, load_checkpoint, save_checkpoint  # noqa: E402
 from sceneparse.utils import atomic_path  # noqa: E402
 
 REFERENCE_IMAGES = 10

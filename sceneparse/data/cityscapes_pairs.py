@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from sceneparse.data.cityscapes import CityscapesLabelSets, train_id_table
 from sceneparse.data.common import Sample
@@ -122,7 +123,5 @@ class CityscapesPairs(CityscapesLabelSets):
         256x256, so a model trained here should see any other photo resized the same way."""
         if not self.samples:
             return None
-        from PIL import Image
-
         with Image.open(self.samples[0][0]) as im:
             return (im.height, im.width // 2)

@@ -2,7 +2,7 @@
 
     root/
       classes.yaml
-      train/images/0001.jpg  0002.png ...      RGB photos (.jpg, .jpeg or .png)
+      train/images/0001.jpg  0002.png ...      RGB photos (.png, .jpg, .bmp, .tif, .webp, ...)
       train/masks/0001.png   0002.png ...      one mask per image, same file stem, PNG
       val/images/ ...  val/masks/ ...          (and test/, as you have them)
 
@@ -28,9 +28,8 @@ import numpy as np
 import yaml
 
 from sceneparse.data.common import Sample, SegmentationDataset, lookup_table, remap
-from sceneparse.utils import IGNORE_INDEX, SceneparseError, read_image, read_label
+from sceneparse.utils import IGNORE_INDEX, IMAGE_SUFFIXES, SceneparseError, read_image, read_label
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...], int]:
@@ -71,7 +70,8 @@ class Folder(SegmentationDataset):
         super().__init__(root, split, transform, label_set=label_set, cache=cache, strict=strict)
 
     def layout_hint(self, split: str) -> str:
-        return f"expected {self.root / split / 'images'}/*.jpg|png and {self.root / split / 'masks'}/*.png"
+        return (f"expected {self.root / split / 'images'}/*.jpg (or another image format) and "
+                f"{self.root / split / 'masks'}/*.png")
 
     def find_samples(self, split: str) -> tuple[list[Sample], list[str]]:
         image_dir, mask_dir = self.root / split / "images", self.root / split / "masks"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sceneparse.data.common import Sample, SegmentationDataset
-from sceneparse.utils import IGNORE_INDEX, SceneparseError, read_color_label, read_image
+from sceneparse.utils import IGNORE_INDEX, SceneparseError, read_image
 
 ROAD_COLOR = (255, 0, 255)
 BACKGROUND_COLOR = (255, 0, 0)
@@ -74,4 +74,4 @@ class KittiRoad(SegmentationDataset):
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, label_path = self.samples[i]
-        return read_image(image_path), decode_gt(read_color_label(label_path))
+        return read_image(image_path), decode_gt(read_image(label_path))

@@ -9,9 +9,12 @@ from __future__ import annotations
 import functools
 import inspect
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from sceneparse.models.dabnet import DABNet
+from sceneparse.models.lmffnet import LMFFNet
 from sceneparse.models.psp_vgg19 import PSPVGG19
 from sceneparse.models.pspnet import PSPNet
 from sceneparse.models.pspnet_lite import PSPNetLite
@@ -19,8 +22,8 @@ from sceneparse.models.segnet import SegNet, SegNetBasic
 from sceneparse.models.weights import load_backbone_weights
 from sceneparse.utils import SceneparseError
 
-__all__ = ["DABNet", "MODELS", "PSPNet", "PSPNetLite", "PSPVGG19", "SegNet", "SegNetBasic", "build_model",
-           "list_models", "load_backbone_weights"]
+__all__ = ["DABNet", "LMFFNet", "MODELS", "PSPNet", "PSPNetLite", "PSPVGG19", "SegNet", "SegNetBasic",
+           "build_model", "count_flops", "list_models", "load_backbone_weights"]
 
 MODELS = {
     "pspnet_resnet18": functools.partial(PSPNet, backbone="resnet18"),
@@ -33,6 +36,7 @@ MODELS = {
     "psp_vgg19": PSPVGG19,
     "dabnet": DABNet,
     "dabnet_psp": functools.partial(DABNet, pyramid=True),
+    "lmffnet": LMFFNet,
 }
 
 
@@ -63,3 +67,13 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
         return builder(num_classes, **options)
     except (TypeError, ValueError) as e:  # a bad option value from a config, e.g. dropout: "high"
         raise SceneparseError(f"model '{name}': bad option value ({str(e).splitlines()[0]})") from None
+
+
+def count_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one forward pass of `model` on `x` (convolutions and matrix products; a multiply-add
+    counts 2). On the meta device (model and `x` built under `torch.device("meta")`) this costs no
+    memory and no compute."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return int(counter.get_total_flops())

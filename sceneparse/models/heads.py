@@ -6,43 +6,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _adaptive_1d(x: torch.Tensor, bins: int, dim: int, mode: str) -> torch.Tensor:
-    """Pool the cells adaptive pooling uses along `dim`: [floor(i*n/bins), ceil((i+1)*n/bins))."""
-    n = x.shape[dim]
-    cells = []
-    for i in range(bins):
-        start, end = (i * n) // bins, ((i + 1) * n + bins - 1) // bins
-        cell = x[:, :, start:end] if dim == 2 else x[:, :, :, start:end]
-        cells.append(cell.amax(dim, keepdim=True) if mode == "max" else cell.mean(dim, keepdim=True))
-    return torch.cat(cells, dim)
-
-
-class AdaptivePool2d(nn.Module):
-    """`nn.AdaptiveAvgPool2d(bins)` / `nn.AdaptiveMaxPool2d(bins)` (same cells, same values), computed
-    over row bands then column bands. Unlike the built-ins this exports to ONNX for any feature
-    size, also with dynamic height and width (the exporter bakes the built-ins' cell boundaries in
-    for one size and has no adaptive max pooling at all)."""
-
-    def __init__(self, bins: int, mode: str = "avg"):
-        super().__init__()
-        self.bins = bins
-        self.mode = mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _adaptive_1d(_adaptive_1d(x, self.bins, 2, self.mode), self.bins, 3, self.mode)
-
-
 class PyramidPooling(nn.Module):
     """PSPNet's pyramid pooling module.
 
     Each branch pools the input to a `bin x bin` grid (adaptive, so any feature size works, also
-    when it is not divisible by the bin), applies a 1x1 conv to `branch_channels`
-    (default `in_channels // len(bins)`), optional BN, then ReLU (LeakyReLU when
-    `negative_slope > 0`), and is upsampled bilinearly (align_corners=False) back to the input size.
+    when it is not divisible by the bin; `sceneparse.export` keeps that exact in ONNX at any size),
+    applies a 1x1 conv to `branch_channels` (default `in_channels // len(bins)`), optional BN, then
+    ReLU (LeakyReLU when `negative_slope > 0`), and is upsampled bilinearly (align_corners=False)
+    back to the input size.
     The output is the input concatenated with every branch (`include_input=True`, the paper) or
     only the branches.
 
-    mode:       "avg" (PSPNet) or "max" (PSP-VGG19, seed 004).
+    mode:       "avg" (PSPNet) or "max" (PSP-VGG19).
     batch_norm: one flag per bin, or a single flag for all.
     """
 
@@ -62,7 +37,8 @@ class PyramidPooling(nn.Module):
         self.out_channels = len(bins) * branch_channels + (in_channels if include_input else 0)
         self.branches = nn.ModuleList()
         for b, norm in zip(bins, norms, strict=True):
-            layers = [AdaptivePool2d(b, mode), nn.Conv2d(in_channels, branch_channels, 1, bias=not norm)]
+            pool = nn.AdaptiveAvgPool2d(b) if mode == "avg" else nn.AdaptiveMaxPool2d(b)
+            layers = [pool, nn.Conv2d(in_channels, branch_channels, 1, bias=not norm)]
             if norm:
                 layers.append(nn.BatchNorm2d(branch_channels))
             layers.append(nn.LeakyReLU(negative_slope, inplace=True) if negative_slope else nn.ReLU(inplace=True))

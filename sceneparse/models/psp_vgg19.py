@@ -1,6 +1,6 @@
-"""PSP-VGG19 (seed 004): atrous VGG19 encoder, pyramid max pooling, transposed-conv decoder.
+"""PSP-VGG19: atrous VGG19 encoder, pyramid max pooling, transposed-conv decoder.
 
-Follows the seed's layer table:
+Follows the layer table of the TensorFlow system it reproduces:
   encoder  VGG19 convs with pool4/pool5 removed (output stride 8), conv4_4 atrous rate 2,
            conv5_4 atrous rate 4; torchvision `vgg19.features` names and indices (the removed
            pools become `nn.Identity` at features.27 and features.36), so ImageNet weights load
@@ -10,7 +10,7 @@ Follows the seed's layer table:
            four branches); 1x1 conv 512 + BN + LeakyReLU
   decoder  three 3x3 stride-2 transposed convs (128, 128, 64) + BN + LeakyReLU, 3x3 conv 64 +
            LeakyReLU, 3x3 conv to the class logits
-LeakyReLU slope 0.2 (TensorFlow's default, the seed's framework).
+LeakyReLU slope 0.2 (TensorFlow's default, that system's framework).
 
 Any input size: the encoder pools use ceil mode, so each stage is ceil(size / 2); each transposed
 conv doubles its input and is cropped to the size the encoder had before the matching pool.

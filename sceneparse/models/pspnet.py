@@ -1,4 +1,4 @@
-"""PSPNet (Zhao et al., CVPR 2017; seed 000): dilated ResNet + pyramid pooling + auxiliary head."""
+"""PSPNet (Zhao et al., CVPR 2017): dilated ResNet + pyramid pooling + auxiliary head."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +7,6 @@ from torch import nn
 
 from sceneparse.models.heads import FCNHead, PyramidPooling
 from sceneparse.models.resnet import ARCHS, ResNet
-from sceneparse.utils import SceneparseError
 
 
 class PSPNet(nn.Module):
@@ -29,10 +28,10 @@ class PSPNet(nn.Module):
                  output_stride: int = 8, deep_stem: bool = False, aux: bool = True, dropout: float = 0.1):
         super().__init__()
         if backbone not in ARCHS:
-            raise SceneparseError(f"PSPNet: unknown backbone '{backbone}' (valid: {', '.join(ARCHS)})")
+            raise ValueError(f"PSPNet: unknown backbone '{backbone}' (valid: {', '.join(ARCHS)})")
         bins = tuple(bins)
         if not bins or not all(isinstance(b, int) and b >= 1 for b in bins):
-            raise SceneparseError(f"PSPNet: bins must be positive integers, got {list(bins)}")
+            raise ValueError(f"PSPNet: bins must be positive integers, got {list(bins)}")
         self.num_classes = num_classes
         self.backbone = ResNet(backbone, output_stride=output_stride, deep_stem=deep_stem)
         channels = self.backbone.out_channels

@@ -1,11 +1,11 @@
-"""The "simple PSPNet" of seeds 001/003, as a per-pixel classifier.
+"""The "simple PSPNet" of a Keras tutorial on the pix2pix Cityscapes pairs, as a per-pixel classifier.
 
 Three residual blocks at full input resolution (no downsampling) with dilated 3x3 convs, then
-pyramid pooling the way the seeds' Keras code does it: global average pooling plus
+pyramid pooling the way that Keras code does it: global average pooling plus
 `AveragePooling2D(pool_size=w)` with windows w = 2, 4, 8 (stride = window, so the grid follows the
 feature size, unlike PSPNet's fixed bins), a 1x1 conv to 64 on each, bilinear upsampling, and
 concatenation with the block features. A 3x3 conv on the 512 concatenated maps gives the class
-logits; the seeds' sigmoid over RGB with an MSE loss becomes softmax cross-entropy over classes.
+logits; the original's sigmoid over RGB with an MSE loss becomes softmax cross-entropy over classes.
 
 Differences from the Keras code, chosen so any size works: the pools use ceil mode (the last
 partial window is averaged over the pixels it covers instead of being dropped), and upsampling
@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sceneparse.utils import SceneparseError
 
 
 class ResidualBlock(nn.Module):
@@ -59,10 +58,10 @@ class WindowPyramidPooling(nn.Module):
 
 
 class PSPNetLite(nn.Module):
-    """Seeds 001/003: 3 full-resolution residual blocks (64/128/256 maps) + window pyramid pooling.
+    """3 full-resolution residual blocks (64/128/256 maps) + window pyramid pooling.
 
     Light in parameters (about 0.8 M) but not in compute: every layer runs at full resolution.
-    `width` scales every layer (32 = the seeds' filters; 8 gives a 16x cheaper model for tests
+    `width` scales every layer (32 = the original's filters; 8 gives a 16x cheaper model for tests
     and the demo).
     """
 
@@ -70,9 +69,9 @@ class PSPNetLite(nn.Module):
         super().__init__()
         windows = tuple(windows)
         if not windows or not all(isinstance(w, int) and w >= 1 for w in windows):
-            raise SceneparseError(f"pspnet_lite: windows must be positive integers, got {list(windows)}")
+            raise ValueError(f"pspnet_lite: windows must be positive integers, got {list(windows)}")
         if not isinstance(width, int) or width < 1:
-            raise SceneparseError(f"pspnet_lite: width must be a positive integer, got {width!r}")
+            raise ValueError(f"pspnet_lite: width must be a positive integer, got {width!r}")
         self.num_classes = num_classes
         w = width
         self.blocks = nn.Sequential(

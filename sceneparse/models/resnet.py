@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sceneparse.utils import SceneparseError
 
 
 class BasicBlock(nn.Module):
@@ -88,9 +87,9 @@ class ResNet(nn.Module):
     def __init__(self, arch: str = "resnet50", output_stride: int = 8, deep_stem: bool = False):
         super().__init__()
         if arch not in ARCHS:
-            raise SceneparseError(f"unknown ResNet '{arch}' (valid: {', '.join(ARCHS)})")
+            raise ValueError(f"unknown ResNet '{arch}' (valid: {', '.join(ARCHS)})")
         if output_stride not in (8, 16):
-            raise SceneparseError(f"output_stride must be 8 or 16, got {output_stride}")
+            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
         block, layers = ARCHS[arch]
         self.arch = arch
         self.deep_stem = deep_stem
@@ -137,18 +136,3 @@ class ResNet(nn.Module):
         c4 = self.layer4(c3)
         return [c1, c2, c3, c4]
 
-
-def resnet18(**kwargs) -> ResNet:
-    return ResNet("resnet18", **kwargs)
-
-
-def resnet34(**kwargs) -> ResNet:
-    return ResNet("resnet34", **kwargs)
-
-
-def resnet50(**kwargs) -> ResNet:
-    return ResNet("resnet50", **kwargs)
-
-
-def resnet101(**kwargs) -> ResNet:
-    return ResNet("resnet101", **kwargs)

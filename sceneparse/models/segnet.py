@@ -1,4 +1,4 @@
-"""SegNet (Badrinarayanan et al., TPAMI 2017; seed 002): encoder-decoder with max-pooling indices.
+"""SegNet (Badrinarayanan et al., TPAMI 2017): encoder-decoder with max-pooling indices.
 
 The encoder's 2x2 max pools keep the argmax of each window; the decoder puts every value back at
 that position (zeros elsewhere) and densifies with conv-BN(-ReLU) stacks. Unpooling targets the

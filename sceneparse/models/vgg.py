@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sceneparse.utils import SceneparseError
 
 M = "M"
 CONFIGS = {
@@ -34,7 +33,7 @@ class VGG(nn.Module):
                  dilation: dict[int, int] | None = None, ceil_mode: bool = False):
         super().__init__()
         if arch not in CONFIGS:
-            raise SceneparseError(f"unknown VGG '{arch}' (valid: {', '.join(CONFIGS)})")
+            raise ValueError(f"unknown VGG '{arch}' (valid: {', '.join(CONFIGS)})")
         cfg, batch_norm = CONFIGS[arch]
         dilation = dilation or {}
         self.arch = arch
@@ -68,10 +67,3 @@ class VGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-
-def vgg16_bn(**kwargs) -> VGG:
-    return VGG("vgg16_bn", **kwargs)
-
-
-def vgg19(**kwargs) -> VGG:
-    return VGG("vgg19", **kwargs)

@@ -9,7 +9,6 @@ torchvision already downloaded.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import os
@@ -197,10 +196,3 @@ def fetch(name: str, cache: str | os.PathLike | None = None, url: str | None = N
             raise SceneparseError(f"{url}: checksum mismatch (sha256 {digest[:16]}..., expected "
                                   f"{published.sha256}...); nothing saved")
     return dest
-
-
-def run_fetch(args: argparse.Namespace) -> int:
-    """`sceneparse weights fetch NAME [--cache DIR] [--url URL]`."""
-    path = fetch(args.name, args.cache, args.url)
-    print(f"{args.name}: {path} (sha256 {IMAGENET[args.name].sha256}... verified)")
-    return 0

@@ -17,26 +17,61 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
                   `ema_decay` the averaged weights, the raw ones in train_state["raw_state_dict"]
     config        the resolved training config (dict), may be {}
     metrics       last evaluation report (dict), may be {}
-    train_state   optional: epoch, iteration, optimizer, scheduler, scaler, rng, ...
+    train_state   optional, what `--resume` needs: `TrainState.to_dict()` (iteration, epoch, best
+                  val mIoU, optimiser and RNG state, ...)
 
 Wherever a checkpoint path is accepted, the name of a built-in model (`camvid`, `cityscapes`)
 is accepted too.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sceneparse.models import build_model
 from sceneparse.utils import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SceneparseError, atomic_path
 
 FORMAT = "sceneparse-checkpoint"
 VERSION = 1
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUILTIN = {"camvid": "camvid.pt", "cityscapes": "cityscapes.pt"}
-DEFAULT_BUILTIN = "camvid"
+DEFAULT_BUILTIN = "camvid"  # what `predict`, `evaluate` and `Segmenter.from_checkpoint()` use when given no model
+
+
+@dataclass
+class TrainState:
+    """Where a training run stands: what `--resume` restores besides the weights.
+
+    `raw_state_dict` holds the raw weights when the checkpoint's `state_dict` is their moving
+    average (`ema_decay`); training continues from the raw ones.
+    """
+
+    iteration: int = 0
+    epoch: int = 0
+    best_miou: float = -1.0
+    best_iteration: int = -1
+    bad_evals: int = 0
+    elapsed: float = 0.0                      # seconds of training over all sessions
+    optimizer: dict = field(default_factory=dict)
+    rng: dict = field(default_factory=dict)   # {"torch": ByteTensor, optional "cuda": [...]}
+    raw_state_dict: dict | None = None
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # no deep copy
+        if self.raw_state_dict is None:
+            del out["raw_state_dict"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainState":
+        """Read a checkpoint's `train_state`; keys this version does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def make_checkpoint(model_name: str, num_classes: int, model_options: dict, state_dict: dict,
@@ -105,8 +140,6 @@ def load_checkpoint(path_or_name: str | os.PathLike | None) -> dict[str, Any]:
 
 def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     """Build the checkpoint's network, load its weights (as fp32) and put it in eval mode."""
-    from sceneparse.models import build_model
-
     spec = ckpt["model"]
     model = build_model(spec["name"], spec["num_classes"], **spec.get("options", {}))
     state = {k: v.float() if torch.is_floating_point(v) else v for k, v in ckpt["state_dict"].items()}

@@ -12,7 +12,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from sceneparse.utils import SceneparseError
+from sceneparse.utils import SceneparseError, atomic_path
 
 
 @dataclass
@@ -49,13 +49,13 @@ class TrainConfig:
     iterations: int = 0
     accumulate: int = 1                 # gradient accumulation steps per optimiser step
     aux_weight: float = 0.4
-    class_weights: str = "none"         # none | median_freq | path to a `data stats` JSON
+    class_weights: str = "none"         # none | median_freq | enet | path to a `data stats` JSON
     label_smoothing: float = 0.0
     ohem_keep: float = 0.0              # loss over the hardest fraction of labelled pixels (OHEM), 0 = all
     ema_decay: float = 0.0              # evaluate and save an EMA of the weights (e.g. 0.999), 0 = off
     bf16: bool = False                  # bf16 autocast (slower than fp32 on CPUs without AMX)
     channels_last: bool = False         # NHWC: several times faster depth-wise convs on CPU
-    compile: bool = False               # torch.compile the model's training forward (see engine/fast.py)
+    compile: bool = False               # torch.compile the model's training forward (see training/step.py)
     sync_bn: bool = True                # only used with >1 process on GPU
     # evaluation and checkpoints
     eval_interval: int = 1              # evaluate every N epochs (or N*iters_per_epoch iterations)
@@ -171,8 +171,6 @@ def _check_crop_schedule(cfg: TrainConfig, where: str) -> None:
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
-    from sceneparse.utils import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
 

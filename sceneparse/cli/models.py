@@ -4,22 +4,19 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from sceneparse.engine import checkpoint
-from sceneparse.models import build_model, list_models
+from sceneparse import checkpoint
+from sceneparse.cli.options import add_command, parse_size
+from sceneparse.models import build_model, count_flops, list_models
 from sceneparse.utils import SceneparseError
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x1024' -> (512, 1024); both sides must be integers >= 32 (the model contract)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SceneparseError(f"--size: expected HxW such as 512x1024, got '{text}'") from None
-    if min(h, w) < 32:
-        raise SceneparseError(f"--size: models need H and W >= 32, got {h}x{w}")
-    return h, w
+def add_parser(sub) -> None:
+    p = add_command(sub, "models", "list the model zoo and the built-in trained models",
+                    "sceneparse models --size 360x480 --num-classes 11")
+    p.add_argument("--size", default="512x1024", metavar="HxW", help="input size for the GFLOP column")
+    p.add_argument("--num-classes", type=int, default=19, help="classes of the networks counted")
+    p.set_defaults(run=run)
 
 
 def count(name: str, num_classes: int, size: tuple[int, int]) -> tuple[int, float]:
@@ -27,14 +24,11 @@ def count(name: str, num_classes: int, size: tuple[int, int]) -> tuple[int, floa
     with torch.device("meta"):
         model = build_model(name, num_classes).eval()
         x = torch.empty(1, 3, *size)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x)
-    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 1e9
+    return sum(p.numel() for p in model.parameters()), count_flops(model, x) / 1e9
 
 
-def run_models(args: argparse.Namespace) -> int:
-    size = parse_size(args.size)
+def run(args: argparse.Namespace) -> int:
+    size = parse_size(args.size, "--size", minimum=32)
     if args.num_classes < 1:
         raise SceneparseError(f"--num-classes must be positive, got {args.num_classes}")
     print(f"Model zoo ({args.num_classes} classes; GFLOPs: one {size[0]}x{size[1]} image, eval-mode forward, "

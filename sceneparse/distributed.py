@@ -41,11 +41,6 @@ def init(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def barrier() -> None:
-    if world_size() > 1:
-        dist.barrier()
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)

@@ -1,0 +1,294 @@
+"""The training loop: `train(cfg, out)`.
+
+One iteration is one optimiser step (`accumulate` micro-batches). Data order and augmentation are
+pure functions of (seed, epoch, index), the learning rate a pure function of the iteration, and
+the checkpoint holds weights, optimiser and RNG state: so `--resume` continues a run exactly, bit
+for bit on CPU, from the end of any iteration.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from sceneparse import distributed as dist
+from sceneparse.checkpoint import TrainState, make_checkpoint, save_checkpoint
+from sceneparse.data import SegmentationDataset, build_dataset
+from sceneparse.data.transforms import eval_transform, train_transform
+from sceneparse.evaluate import evaluate_model
+from sceneparse.models import build_model, load_backbone_weights
+from sceneparse.training.config import TrainConfig, as_dict, save_config
+from sceneparse.training.ema import WeightAverage
+from sceneparse.training.losses import build_criterion, class_weights
+from sceneparse.training.runlog import Progress, RunLog
+from sceneparse.training.sampler import EpochSampler
+from sceneparse.training.schedule import crop_at, learning_rate
+from sceneparse.training.state import StopFlag, check_output_dir, ignore_stop_signals, restore, resume_path
+from sceneparse.training.step import make_loss_fn
+from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError, peak_rss_mb
+
+
+@dataclass
+class Run:
+    """Everything one training run works with, built once by `_setup`."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    train_ds: SegmentationDataset
+    val_ds: SegmentationDataset | None
+    model: nn.Module          # what trains (DistributedDataParallel under torchrun)
+    net: nn.Module            # the plain network inside it
+    ema: WeightAverage | None
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    sampler: EpochSampler
+    iters_per_epoch: int
+    total: int
+    state: TrainState
+    metrics: dict             # the last evaluation report
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights evaluated and saved: the moving average when there is one."""
+        return self.ema.model if self.ema else self.net
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: str | None = None, stop_after: int | None = None,
+          time_limit: float | None = None) -> dict:
+    """Train per `cfg` into `out` (checkpoints, log.csv, curves.png, config.yaml).
+
+    `resume`: a last.pt to continue from, or "auto" for OUT/last.pt when it exists. `stop_after`
+    (an iteration) and `time_limit` (minutes) stop early with a last.pt to resume from.
+    Returns {"iteration", "total", "interrupted", "best_miou", "metrics", "elapsed"}.
+    """
+    device = dist.init(cfg.device)
+    try:
+        run = _setup(cfg, Path(out), device, resume)
+        return _loop(run, stop_after, time_limit)
+    finally:
+        dist.cleanup()
+
+
+def _loop(run: Run, stop_after: int | None, time_limit: float | None) -> dict:
+    cfg, state, main = run.cfg, run.state, dist.is_main()
+    world = dist.world_size()
+    log = RunLog(run.out, state.iteration, enabled=main)
+    if main:
+        save_config(cfg, run.out / "config.yaml")
+        print(f"training {cfg.model} on {cfg.dataset}/{cfg.train_split} ({len(run.train_ds)} images, "
+              f"{len(run.train_ds.classes)} classes): {run.total} iterations, {run.iters_per_epoch} per epoch, "
+              f"batch {cfg.batch_size}x{cfg.accumulate}x{world}, out {run.out}", file=sys.stderr)
+    stop = StopFlag()
+    progress = Progress(log, run.total, state.iteration, main, cfg.batch_size * cfg.accumulate * world,
+                        cfg.log_interval, state.elapsed)
+    last_save = time.time()
+    it, requested, crop, loader = state.iteration, False, None, None
+    try:
+        while it < run.total:
+            epoch, start = divmod(it, run.iters_per_epoch)
+            run.sampler.set_epoch(epoch, start * cfg.batch_size * cfg.accumulate)
+            run.model.train()
+            if crop_at(cfg, it, run.total) != crop:
+                crop = crop_at(cfg, it, run.total)
+                loader = _loader(run, crop)
+                if cfg.crop_schedule:
+                    progress.write(f"training crops {crop[0]}x{crop[1]} from iteration {it}")
+            batches = iter(loader)
+            for _ in range(start, run.iters_per_epoch):
+                lr = learning_rate(cfg, it, run.total)
+                loss = _step(run, batches, lr, it, epoch)
+                it = state.iteration = it + 1
+                progress.step(it, epoch, run.total, loss, lr)
+                epoch_end = it % run.iters_per_epoch == 0 or it == run.total  # a last partial epoch ends too
+                if epoch_end and run.val_ds is not None and (
+                        (it // run.iters_per_epoch) % cfg.eval_interval == 0 or it == run.total):
+                    started = time.time()
+                    _validate(run, log, progress, epoch)
+                    progress.pause(time.time() - started)
+                if epoch_end or time.time() - last_save > 60 * cfg.checkpoint_minutes:
+                    _save(run, "last.pt", progress.elapsed())
+                    last_save = time.time()
+                if cfg.early_stop and state.bad_evals >= cfg.early_stop:
+                    progress.write(f"early stop: no better val mIoU in {cfg.early_stop} evaluations")
+                    run.total = it
+                out_of_time = time_limit is not None and time.time() - progress.start > 60 * time_limit
+                requested = dist.broadcast_object(stop.signal is not None or out_of_time
+                                                  or (stop_after is not None and it >= stop_after))
+                if it >= run.total or requested or crop_at(cfg, it, run.total) != crop:
+                    break
+            if requested:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        progress.close()
+        stop.restore()
+    interrupted = it < run.total
+    if interrupted:
+        _save(run, "last.pt", progress.elapsed())
+        if main:
+            print(f"stopped at iteration {it}/{run.total}; continue with --resume {run.out / 'last.pt'}",
+                  file=sys.stderr)
+    log.plot()  # also for runs without validation, which otherwise never draw it
+    log.close()
+    elapsed = progress.elapsed()
+    if main and not interrupted:
+        print(f"done: {it} iterations in {elapsed / 60:.1f} min; best val mIoU {state.best_miou:.4f} at iteration "
+              f"{state.best_iteration}; peak memory {peak_rss_mb():.0f} MiB; checkpoints in {run.out}",
+              file=sys.stderr)
+    return {"iteration": it, "total": run.total, "interrupted": interrupted, "best_miou": state.best_miou,
+            "metrics": run.metrics, "elapsed": elapsed}
+
+
+def _step(run: Run, batches, lr: float, it: int, epoch: int) -> float:
+    """One optimiser step over `accumulate` micro-batches; returns the loss (mean over processes)."""
+    cfg = run.cfg
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.optimizer.zero_grad(set_to_none=True)
+    step_loss = torch.zeros((), device=run.device)
+    for _ in range(cfg.accumulate):
+        images, masks = next(batches)
+        images, masks = images.to(run.device, non_blocking=True), masks.to(run.device, non_blocking=True)
+        try:
+            loss = run.loss_fn(images, masks) / cfg.accumulate
+        except ValueError as e:
+            if "more than 1 value per channel" not in str(e):
+                raise
+            raise SceneparseError(f"batch_size {cfg.batch_size} is too small for {cfg.model}: its BatchNorm "
+                                  f"after global pooling needs >= 2 images per process") from None
+        loss.backward()
+        step_loss += loss.detach().float()
+    step_loss = dist.all_reduce_sum(step_loss) / dist.world_size()
+    if not torch.isfinite(step_loss):
+        raise SceneparseError(f"loss became {step_loss.item()} at iteration {it} (epoch {epoch}); stopped without "
+                              f"saving. Last good checkpoint: {run.out / 'last.pt'}. Lower the lr or check the data.")
+    run.optimizer.step()
+    if run.ema:
+        run.ema.update(it)
+    return step_loss.item()
+
+
+def _validate(run: Run, log: RunLog, progress: Progress, epoch: int) -> None:
+    """Score the val split; keep best.pt at the best val mIoU."""
+    cfg, state = run.cfg, run.state
+    report = evaluate_model(run.scored, run.val_ds, device=run.device, mode=cfg.eval_mode,
+                            crop=tuple(cfg.eval_crop) or None, class_names=run.train_ds.classes)
+    run.model.train()
+    run.metrics = report
+    improved = report["miou"] > state.best_miou
+    if improved:
+        state.best_miou, state.best_iteration, state.bad_evals = report["miou"], state.iteration, 0
+    else:
+        state.bad_evals += 1
+    log.write({"iteration": state.iteration, "epoch": epoch, "val_miou": report["miou"],
+               "val_pixel_acc": report["pixel_acc"], "val_mean_class_acc": report["mean_class_acc"],
+               "elapsed_s": progress.elapsed()})
+    progress.write(f"[iter {state.iteration} epoch {epoch + 1}] val mIoU {report['miou']:.4f}  pixel acc "
+                   f"{report['pixel_acc']:.4f}  mean class acc {report['mean_class_acc']:.4f}  (best "
+                   f"{state.best_miou:.4f} at iter {state.best_iteration})")
+    log.plot()
+    if improved:
+        _save(run, "best.pt", progress.elapsed())
+
+
+def _save(run: Run, name: str, elapsed: float) -> None:
+    """Write a checkpoint (main process only): the scored weights, the metrics and the train state."""
+    if not dist.is_main():
+        return
+    cfg, ds = run.cfg, run.train_ds
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    state = dataclasses.replace(run.state, epoch=run.state.iteration // run.iters_per_epoch, elapsed=elapsed,
+                                optimizer=run.optimizer.state_dict(), rng=rng,
+                                raw_state_dict=run.net.state_dict() if run.ema else None)
+    ckpt = make_checkpoint(cfg.model, len(ds.classes), cfg.model_options, run.scored.state_dict(), ds.classes,
+                           ds.palette, dataset=cfg.dataset, label_set=getattr(ds, "label_set", "") or "",
+                           config=as_dict(cfg), metrics=run.metrics, train_state=state.to_dict(),
+                           photo_size=getattr(ds, "photo_size", None))
+    save_checkpoint(ckpt, run.out / name)
+
+
+def _setup(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None) -> Run:
+    """Data, network, optimiser and loss, and the state of a resumed run."""
+    world, rank = dist.world_size(), dist.rank()
+    torch.manual_seed(cfg.seed)
+    train_ds, val_ds = build_datasets(cfg)
+    model = build_model(cfg.model, len(train_ds.classes), **cfg.model_options)
+    if cfg.backbone_weights:
+        load_backbone_weights(model, cfg.backbone_weights)
+    if dist.is_main():
+        check_output_dir(out, model)
+    iters_per_epoch = len(train_ds) // world // (cfg.batch_size * cfg.accumulate)
+    if iters_per_epoch < 1:
+        raise SceneparseError(f"{cfg.root}: split '{cfg.train_split}' has {len(train_ds)} images, fewer than "
+                              f"batch_size x accumulate x processes = {cfg.batch_size * cfg.accumulate * world}")
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg, model)
+    weights = class_weights(cfg, train_ds)
+    criterion = build_criterion(cfg, None if weights is None else weights.to(device))
+    state, metrics, averaged = TrainState(), {}, None
+    path = resume_path(resume, out)
+    if path is not None:
+        state, metrics, averaged = restore(path, model, optimizer, cfg)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    if ema and averaged is not None:
+        ema.model.load_state_dict(averaged)
+    net = model
+    if world > 1:
+        if device.type == "cuda" and cfg.sync_bn:
+            model = net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                    else None)
+    loss_fn = make_loss_fn(model, criterion, aux_weight=cfg.aux_weight, channels_last=cfg.channels_last,
+                           compile=cfg.compile, bf16=cfg.bf16)
+    sampler = EpochSampler(len(train_ds), iters_per_epoch * cfg.batch_size * cfg.accumulate, cfg.seed, rank, world)
+    return Run(cfg, out, device, train_ds, val_ds, model, net, ema, optimizer, loss_fn, sampler, iters_per_epoch,
+               cfg.iterations or cfg.epochs * iters_per_epoch, state, metrics)
+
+
+def _loader(run: Run, crop: tuple[int, int]) -> DataLoader:
+    """A loader of `crop`-sized samples; rebuilt (new workers) when crop_schedule moves on."""
+    cfg = run.cfg
+    run.train_ds.transform = train_transform_for(cfg, crop)
+    return DataLoader(run.train_ds, batch_size=cfg.batch_size, sampler=run.sampler, num_workers=cfg.workers,
+                      drop_last=True, pin_memory=run.device.type == "cuda", persistent_workers=cfg.workers > 0,
+                      generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=ignore_stop_signals)
+
+
+def train_transform_for(cfg: TrainConfig, crop: tuple[int, int]):
+    return train_transform(crop_size=crop, scale=tuple(cfg.scale), flip=cfg.flip, jitter=cfg.jitter,
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset | None]:
+    """The train split (with the training transform) and the val split (None when `val_split` is "")."""
+    options = dict(cfg.dataset_options)
+    if cfg.label_set:
+        options["label_set"] = cfg.label_set
+    val_tf = eval_transform(size=tuple(cfg.eval_size) if cfg.eval_size else None, mean=IMAGENET_MEAN,
+                            std=IMAGENET_STD)
+    train_ds = build_dataset(cfg.dataset, cfg.root, cfg.train_split, transform=train_transform_for(cfg, tuple(
+        cfg.crop_size)), cache=cfg.cache, **options)
+    val_ds = None
+    if cfg.val_split:
+        val_ds = build_dataset(cfg.dataset, cfg.root, cfg.val_split, transform=val_tf, cache=cfg.cache, **options)
+    return train_ds, val_ds
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

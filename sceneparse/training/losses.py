@@ -1,0 +1,47 @@
+"""The training loss: cross-entropy, optionally class-weighted, label-smoothed or over the hardest pixels."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sceneparse.data.stats import class_statistics, load_weights
+from sceneparse.training.config import TrainConfig
+from sceneparse.utils import IGNORE_INDEX
+
+
+def class_weights(cfg: TrainConfig, train_ds) -> torch.Tensor | None:
+    """None, weights computed on the train split (SegNet's median frequency, or ENet's milder
+    1 / ln(1.10 + share); see `class_statistics`), or weights from a file."""
+    if cfg.class_weights == "none":
+        return None
+    if cfg.class_weights == "median_freq":
+        weights = class_statistics(train_ds)["weights"]
+    elif cfg.class_weights == "enet":
+        weights = class_statistics(train_ds)["enet_weights"]
+    else:
+        weights = load_weights(cfg.class_weights, len(train_ds.classes))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class HardPixelLoss(nn.Module):
+    """Online hard example mining: cross-entropy averaged over the `keep` fraction of labelled
+    pixels with the largest loss, so easy road and sky pixels stop drowning the rare classes."""
+
+    def __init__(self, keep: float, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        super().__init__()
+        self.keep = keep
+        self.ce = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX, reduction="none",
+                                      label_smoothing=label_smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        losses = self.ce(logits, target)[target != IGNORE_INDEX]
+        if losses.numel() == 0:
+            return logits.sum() * 0.0  # nothing labelled: zero loss that still has a graph
+        k = max(1, int(self.keep * losses.numel()))
+        return losses.topk(k, sorted=False).values.mean()
+
+
+def build_criterion(cfg: TrainConfig, weights: torch.Tensor | None) -> nn.Module:
+    if cfg.ohem_keep and cfg.ohem_keep < 1:
+        return HardPixelLoss(cfg.ohem_keep, weights, cfg.label_smoothing)
+    return nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX, label_smoothing=cfg.label_smoothing)
