@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/train_step.py
     .venv/bin/python benchmarks/train_step.py --configs 240x320x16 --variants eager,compile+channels_last
+    .venv/bin/python benchmarks/train_step.py --models dabnet,dabnet:activation=relu,lmffnet --variants channels_last
 
-For every model and crop/batch config it measures several ways of running the same step, all in
-one process and interleaved (round 1: every variant, round 2: every variant, ...), so that the
-ratios compare like with like on a machine shared with other jobs. Variants combine:
+For every crop/batch config it measures every model in several ways of running the same step, all
+in one process and interleaved (round 1: every model and variant, round 2: every model and
+variant, ...), so that the ratios compare like with like on a machine shared with other jobs. Variants combine:
   channels_last  model and images in NHWC memory format
   compile        torch.compile (inductor) of the model's training forward (the loss stays eager;
                  see sceneparse/training/step.py), which compiles the backward too
@@ -38,6 +39,7 @@ import time
 
 import torch
 import torch.distributed
+import yaml
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -140,35 +142,51 @@ def count_step_flops(model: torch.nn.Module, images, masks) -> int:
     return counter.get_total_flops()
 
 
-def bench_config(name: str, num_classes: int, h: int, w: int, batch: int, variants: list[str], rounds: int,
+def parse_model(spec: str) -> tuple[str, dict]:
+    """'dabnet' or 'dabnet:activation=relu:width1=96' -> (zoo name, options; values read as YAML)."""
+    name, *pairs = spec.split(":")
+    options = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        options[key] = yaml.safe_load(value)
+    return name, options
+
+
+def bench_config(specs: list[str], num_classes: int, h: int, w: int, batch: int, variants: list[str], rounds: int,
                  steps: int) -> list[dict]:
-    torch.manual_seed(0)
-    base = build_model(name, num_classes)
+    """Every (model, variant) at one crop and batch; the rounds take them in turn, so that the ratios
+    between models and between variants compare like with like on a shared machine."""
     images, masks = make_batch(batch, h, w, num_classes)
-    flops = count_step_flops(base, images, masks)
-    runners, rows = {}, {}
-    for variant in variants:
-        if "ddp2" in variant:
-            step = make_ddp_step(name, num_classes, variant, torch.get_num_threads(), images, masks)
-        else:
-            step = make_step(copy.deepcopy(base), variant)
-        t0 = time.perf_counter()
-        step(images, masks)  # compiles (if asked) and runs the first step
-        first = time.perf_counter() - t0
-        step(images, masks)  # the first steps allocate; oneDNN and inductor warm their caches
-        runners[variant] = step
-        rows[variant] = {"model": name, "crop": [h, w], "batch": batch, "variant": variant,
-                         "compile_s": round(first, 1) if "compile" in variant else None, "round_images_per_s": [],
-                         "cpu_s": []}
-        print(f"{name} {h}x{w} batch {batch} {variant}: first step {first:.1f} s", file=sys.stderr, flush=True)
+    runners, rows, flops = {}, {}, {}
+    for spec in specs:
+        name, options = parse_model(spec)
+        torch.manual_seed(0)
+        base = build_model(name, num_classes, **options)
+        flops[spec] = count_step_flops(base, images, masks)
+        for variant in variants:
+            if "ddp2" in variant:
+                if options:
+                    raise SystemExit(f"{spec}: the ddp2 variant takes zoo names without options")
+                step = make_ddp_step(name, num_classes, variant, torch.get_num_threads(), images, masks)
+            else:
+                step = make_step(copy.deepcopy(base), variant)
+            t0 = time.perf_counter()
+            step(images, masks)  # compiles (if asked) and runs the first step
+            first = time.perf_counter() - t0
+            step(images, masks)  # the first steps allocate; oneDNN and inductor warm their caches
+            runners[spec, variant] = step
+            rows[spec, variant] = {"model": spec, "crop": [h, w], "batch": batch, "variant": variant,
+                                   "compile_s": round(first, 1) if "compile" in variant else None,
+                                   "round_images_per_s": [], "cpu_s": []}
+            print(f"{spec} {h}x{w} batch {batch} {variant}: first step {first:.1f} s", file=sys.stderr, flush=True)
     for _ in range(rounds):
-        for variant, step in runners.items():
+        for key, step in runners.items():
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 loss = step(images, masks)
             loss.item()
-            rows[variant]["round_images_per_s"].append(round(steps * batch / (time.perf_counter() - t0), 3))
-            rows[variant]["cpu_s"].append((time.process_time() - c0) / (steps * batch))
+            rows[key]["round_images_per_s"].append(round(steps * batch / (time.perf_counter() - t0), 3))
+            rows[key]["cpu_s"].append((time.process_time() - c0) / (steps * batch))
     for step in runners.values():
         if hasattr(step, "close"):
             step.close()
@@ -178,10 +196,10 @@ def bench_config(name: str, num_classes: int, h: int, w: int, batch: int, varian
         row["images_per_s_median"] = round(statistics.median(row["round_images_per_s"]), 3)
         cpu_s = row.pop("cpu_s")
         row["cpu_s_per_image"] = None if "ddp2" in row["variant"] else round(min(cpu_s), 3)
-        row["gflop_per_step"] = round(flops / 1e9, 2)
-        row["gflop_per_s"] = round(flops / batch * best / 1e9, 1)
-    eager = rows.get("eager")
-    for row in rows.values():
+        row["gflop_per_step"] = round(flops[row["model"]] / 1e9, 2)
+        row["gflop_per_s"] = round(flops[row["model"]] / batch * best / 1e9, 1)
+    for (spec, _), row in rows.items():
+        eager = rows.get((spec, "eager"))
         if eager is not None:
             row["speedup_vs_eager"] = round(row["images_per_s"] / eager["images_per_s"], 2)
             row["speedup_vs_eager_rounds"] = [round(a / b, 2) for a, b in
@@ -201,7 +219,8 @@ def check_variants(parser: argparse.ArgumentParser, option: str, text: str) -> l
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="dabnet", help="comma-separated zoo names")
+    parser.add_argument("--models", default="dabnet",
+                        help="comma-separated zoo names, each with optional model options: dabnet:activation=relu")
     parser.add_argument("--configs", default="240x320x16,240x320x8,360x480x8", help="HxWxBATCH, comma-separated")
     parser.add_argument("--variants", default=VARIANTS, help="variants measured at the first config")
     parser.add_argument("--variants-rest", default=VARIANTS_REST, help="variants measured at the other configs")
@@ -224,13 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     configs = [parse_config(c) for c in args.configs.split(",")]
     results = []
     t_start = time.perf_counter()
-    for name in args.models.split(","):
-        for i, (h, w, b) in enumerate(configs):
-            results += bench_config(name, args.num_classes, h, w, b, first if i == 0 else rest, args.rounds,
-                                    args.steps)
+    for i, (h, w, b) in enumerate(configs):
+        results += bench_config(args.models.split(","), args.num_classes, h, w, b, first if i == 0 else rest,
+                                args.rounds, args.steps)
     if args.baseline and args.baseline in list_models():
         h, w, b = parse_config(args.baseline_config)
-        results += bench_config(args.baseline, args.num_classes, h, w, b, baseline, args.rounds, args.steps)
+        results += bench_config([args.baseline], args.num_classes, h, w, b, baseline, args.rounds, args.steps)
     report = {
         "benchmark": "train_step",
         "command": " ".join(["benchmarks/train_step.py"] + (argv if argv is not None else sys.argv[1:])),
