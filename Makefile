@@ -13,7 +13,7 @@ install: $(PY)
 	$(PIP) -e .
 
 install-dev: $(PY)
-	$(PIP) -e ".[dev,onnx]"
+	$(PIP) -e ".[dev,onnx,video]"
 
 demo: install
 	$(PY) -m sceneparse demo --out runs/demo

@@ -34,7 +34,7 @@ from sceneparse.checkpoint import load_checkpoint, model_from_checkpoint
 from sceneparse.export import calibration_images_in, export_onnx, quantize_int8
 from sceneparse.models import build_model, count_flops
 from sceneparse.runtime import OrtEngine, checkpoint_metadata
-from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError, peak_rss_mb
+from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError, check_threads, peak_rss_mb
 
 ENGINES = ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8")
 SAMPLES = Path(__file__).resolve().parent / "samples" / "demo"  # photos only (no label images)
@@ -167,6 +167,7 @@ def benchmark(model: torch.nn.Module, name: str, metadata: dict, size: tuple[int
     """Measure one (network, engine, size); see the module docstring for what each number means."""
     if runs < 1 or warmup < 0 or batch_size < 1:
         raise SceneparseError("--runs and --batch-size must be at least 1, --warmup at least 0")
+    check_threads(threads)
     if threads:
         torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]

@@ -22,7 +22,8 @@ from sceneparse.data.transforms import eval_transform
 from sceneparse.inference import infer, resolve_resize
 from sceneparse.metrics import ConfusionMatrix, collapse, report, save_report
 from sceneparse.runtime import OrtEngine
-from sceneparse.utils import SceneparseError, atomic_path, save_image
+from sceneparse.utils import (SceneparseError, atomic_path, check_threads, os_error_reason, save_image,
+                              writable_folder)
 from sceneparse.viz import colorize, plot_confusion
 
 
@@ -86,6 +87,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
     Returns the report, with the exact `setup` that produced it (None on the other processes
     under torchrun, which score their share of the images).
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise SceneparseError(f"--limit {limit}: must be at least 1 (or left out for every image)")
+    check_threads(threads)
     device = dist.init()
     try:
         ckpt = load_checkpoint(checkpoint)
@@ -108,6 +112,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
                      "resize": resolve_resize(resize, ckpt["dataset"].get("photo_size"))}
         model = load_engine(ckpt, engine, onnx, threads, device)
         out = Path(out) if out else Path(f"eval_{name}_{split}")
+        if dist.is_main():  # before the evaluation runs, not after it
+            writable_folder(out, "--out", recursive=True)
         images, save = [], None
         if save_predictions or per_image:
             save = _prediction_writer(out, data, ckpt, save_predictions, images)
@@ -129,6 +135,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
                 with atomic_path(out / "per_image.json") as tmp:
                     tmp.write_text(json.dumps(images, indent=1))
         main = dist.is_main()
+    except OSError as e:  # writing the report or predictions: disk full, folder removed
+        raise SceneparseError(f"{e.filename or out}: write failed ({os_error_reason(e)})") from None
     finally:
         dist.cleanup()
     return result if main else None
@@ -143,6 +151,7 @@ def load_engine(ckpt: dict, engine: str = "torch", onnx: str | os.PathLike | Non
         return OrtEngine(onnx, threads=threads)
     if engine != "torch":
         raise SceneparseError(f"unknown engine '{engine}' (valid: torch, onnxruntime)")
+    check_threads(threads)
     if threads:
         torch.set_num_threads(threads)
     return model_from_checkpoint(ckpt).to(device)

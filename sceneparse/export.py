@@ -36,7 +36,7 @@ import torch
 
 from sceneparse.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from sceneparse.runtime import OrtEngine, checkpoint_metadata, read_metadata, write_metadata
-from sceneparse.utils import IMAGE_SUFFIXES, SceneparseError, atomic_path, read_image
+from sceneparse.utils import IMAGE_SUFFIXES, SceneparseError, atomic_path, read_image, writable_file
 
 TRACE_SIZE = (193, 257)  # odd, not divisible by the bins: a dynamic export is traced at a generic size
 CHECK_SIZE = (97, 129)  # a dynamic export is checked at a size it was not traced at
@@ -225,6 +225,7 @@ def export_checkpoint(checkpoint: str | os.PathLike | None, out: str | os.PathLi
     out = Path(out)
     if format not in ("onnx", "checkpoint"):
         raise SceneparseError(f"unknown export format '{format}' (valid: onnx, checkpoint)")
+    writable_file(out, "--out")  # before the export runs
     if format == "checkpoint":
         if size or dynamic or quantize or calibration:
             raise SceneparseError("--format checkpoint takes no --size, --dynamic, --quantize or --calibration")

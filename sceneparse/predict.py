@@ -1,5 +1,8 @@
 """Segmenting image files, folders (recursively) and globs (`sceneparse predict`).
 
+Videos (files with a suffix in VIDEO_SUFFIXES, found in folders too, and URLs) are collected here
+beside the images and segmented by `sceneparse.video.segment_video`.
+
 For each input image, OUT gets (`--outputs`, default all three):
 
     <stem>_index.png     class index per pixel (8-bit grey PNG; 16-bit above 256 classes)
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -32,22 +36,37 @@ from sceneparse.inference import Segmenter
 from sceneparse.utils import IMAGE_SUFFIXES, SceneparseError, read_image, save_image
 
 OUTPUTS = ("index", "color", "overlay")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+                  ".flv", ".wmv", ".3gp", ".ogv")
+URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
-def collect_inputs(inputs: list[str], out: Path | None = None) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(image, output stem relative to OUT) for every input, and the inputs that do not exist.
+def is_video(source: Path | str) -> bool:
+    """Whether an input of `collect_inputs` is a video: a URL, a device path, or a video file suffix."""
+    text = str(source)
+    return (isinstance(source, str) and URL.match(source) is not None) or text.startswith("/dev/video") \
+        or Path(text).suffix.lower() in VIDEO_SUFFIXES
 
-    Images inside `out` are left out, so predicting into a sub-folder of the input twice does not
-    segment the first run's pictures.
+
+def collect_inputs(inputs: list[str], out: Path | None = None) -> tuple[list[tuple[Path | str, Path]], list[str]]:
+    """(image or video, output stem relative to OUT) for every input, and the inputs that do not exist.
+
+    Folders are searched for images and videos; a URL (`http://`, `rtsp://`, ...) or a device path
+    (`/dev/video0`) is kept as a string. Files inside `out` are left out, so predicting into a
+    sub-folder of the input twice does not segment the first run's pictures.
     """
     out = out.resolve() if out is not None else None
-    jobs: dict[Path, Path] = {}
+    jobs: dict[Path | str, Path] = {}
     missing = []
     for item in inputs:
         path = Path(item)
+        if URL.match(item) or item.startswith("/dev/video"):
+            stem = Path(URL.sub("", item).split("?")[0].partition("/")[2].rstrip("/")).stem or "stream"
+            jobs.setdefault(item, Path(stem if URL.match(item) else path.name))
+            continue
         if path.is_dir():
             found = [(f, f.relative_to(path).with_suffix("")) for f in sorted(path.rglob("*"))
-                     if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+                     if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES]
         elif path.is_file():
             found = [(path, Path(path.stem))]
         elif glob.has_magic(item):
@@ -59,7 +78,7 @@ def collect_inputs(inputs: list[str], out: Path | None = None) -> tuple[list[tup
         for source, stem in found:
             if out is None or not source.resolve().is_relative_to(out):
                 jobs.setdefault(source.resolve(), stem)
-    seen: dict[Path, Path] = {}
+    seen: dict[Path, Path | str] = {}
     for source, stem in jobs.items():
         if stem in seen:
             raise SceneparseError(f"{seen[stem]} and {source} would write the same outputs ({stem}_*); "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from sceneparse.utils import SceneparseError
+from sceneparse.utils import SceneparseError, check_threads
 
 
 def checkpoint_metadata(ckpt: dict) -> dict:
@@ -44,6 +44,7 @@ class OrtEngine:
         import onnxruntime as ort
 
         self.path = Path(path)
+        check_threads(threads)
         if not self.path.is_file():
             raise SceneparseError(f"{self.path}: ONNX file not found")
         options = ort.SessionOptions()

@@ -149,3 +149,24 @@ def test_cityscapes_label_ids(tmp_path):
     assert len(np.unique(train_ids)) > 1
     assert np.array_equal(label_ids, np.vectorize(to_id.get)(train_ids))
     assert to_id[0] == 7 and to_id[18] == 33  # road and bicycle, as the official evaluator expects
+
+
+def test_a_folder_of_images_and_videos(checkpoint, tmp_path):
+    av = pytest.importorskip("av", reason='PyAV is not installed: pip install "sceneparse[video]"')
+    _photo(tmp_path / "in" / "a.png", 40, 52, 0)
+    frames = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(3)]
+    (tmp_path / "in" / "sub").mkdir()
+    with av.open(str(tmp_path / "in" / "sub" / "clip.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--outputs", "index,overlay"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "a_index.png", "a_overlay.jpg", "sub/clip/000001_index.png", "sub/clip/000002_index.png",
+        "sub/clip/000003_index.png", "sub/clip_overlay.mp4"]

@@ -6,6 +6,7 @@ import json
 
 from sceneparse.benchmark import ENGINES, benchmark, format_result, load_model
 from sceneparse.cli.options import add_command, parse_size
+from sceneparse.utils import check_threads
 
 
 def add_parser(sub) -> None:
@@ -29,6 +30,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size, "--size", minimum=32)
+    check_threads(args.threads)  # before the network is built
     model, name, meta = load_model(args.checkpoint, args.model, args.num_classes)
     result = benchmark(model, name, meta, size, engine=args.engine, threads=args.threads,
                        batch_size=args.batch_size, runs=args.runs, warmup=args.warmup, calibration=args.calibration)

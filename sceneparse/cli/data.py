@@ -9,7 +9,7 @@ from sceneparse.data import DATASETS, build_dataset, dataset_class
 from sceneparse.data.common import SegmentationDataset
 from sceneparse.data.stats import class_statistics
 from sceneparse.data.verify import verify
-from sceneparse.utils import SceneparseError, atomic_path, save_image
+from sceneparse.utils import SceneparseError, atomic_path, save_image, writable_file
 from sceneparse.viz import sample_grid
 
 EXAMPLES = {
@@ -73,6 +73,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise SceneparseError(f"--num must be at least 1, got {args.num}")
+    writable_file(args.out, "--out")
     dataset = _first_split(args)
     save_image(sample_grid(dataset, args.num), args.out)
     print(f"wrote {args.out}: {min(args.num, len(dataset))} {dataset.split} samples of {args.dataset}")
@@ -80,6 +81,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    if args.out:
+        writable_file(args.out, "--out")
     dataset = _dataset(args, args.split or "train")
     stats = class_statistics(dataset)
     width = max(len(c) for c in dataset.classes) + 2

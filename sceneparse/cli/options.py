@@ -5,6 +5,7 @@ import argparse
 
 from sceneparse.checkpoint import DEFAULT_BUILTIN
 from sceneparse.utils import SceneparseError
+from sceneparse.video import DEFAULT_SMOOTH
 
 
 def parse_size(text: str, option: str = "--size", minimum: int = 1) -> tuple[int, int]:
@@ -65,3 +66,20 @@ def inference_options(args: argparse.Namespace) -> dict:
     resize = args.resize if args.resize in ("auto", "native") else parse_size(args.resize, "--resize")
     return {"mode": args.mode, "crop": crop, "stride": stride, "scales": scales, "flip": args.flip,
             "resize": resize}
+
+
+def add_video_options(p: argparse.ArgumentParser) -> None:
+    """Frame selection, temporal smoothing, cameras and the network's size cap of `predict`."""
+    p.add_argument("--max-size", type=int, default=None, metavar="N",
+                   help="scale images and video frames whose longer side exceeds N pixels down to N for the "
+                        "network (probabilities back to full size); default: no limit")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="videos: segment every N-th frame (default: 1)")
+    p.add_argument("--start", type=float, default=0.0, metavar="S", help="videos: start S seconds in (default: 0)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="videos: segment S seconds (default: to the end; a stream or camera runs until Ctrl-C, "
+                        "which keeps no overlay video, so give --duration for those)")
+    p.add_argument("--smooth", type=float, default=DEFAULT_SMOOTH, metavar="A",
+                   help=f"videos: average class probabilities over frames, p = A*p_previous + (1-A)*p_frame; "
+                        f"0 = off, exactly per-frame (default: {DEFAULT_SMOOTH:g}, see docs/video.md)")
+    p.add_argument("--camera", default=None, metavar="N|DEVICE",
+                   help="also segment a camera: its number (0 = /dev/video0 on Linux) or device path")

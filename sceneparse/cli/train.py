@@ -17,15 +17,20 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default runs/<config name>)")
     p.add_argument("--resume", default=None, metavar="PATH|auto",
                    help="continue exactly from a last.pt (auto: OUT/last.pt if it exists)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an OUT that already holds a run (its checkpoints and logs are removed); "
+                        "without it, or --resume, such a folder is refused")
     p.add_argument("--stop-after", type=int, default=None, metavar="ITER",
-                   help="write last.pt and stop at this iteration (continue later with --resume)")
+                   help="write last.pt and stop at this iteration, exit code 0 (continue later with --resume)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
-                   help="write last.pt and stop after this many minutes")
+                   help="write last.pt and stop after this many minutes, exit code 0")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    result = train(cfg, out, resume=args.resume, stop_after=args.stop_after, time_limit=args.time_limit)
-    return 130 if result.get("interrupted") else 0
+    result = train(cfg, out, resume=args.resume, stop_after=args.stop_after, time_limit=args.time_limit,
+                   overwrite=args.overwrite)
+    # stopped as asked (--stop-after, --time-limit): 0; by SIGINT/SIGTERM: 130, the shell's code
+    return 130 if result.get("interrupted") and result.get("stopped_by") == "signal" else 0

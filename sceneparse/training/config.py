@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import torch
 import yaml
 
 from sceneparse.utils import SceneparseError, atomic_path
@@ -132,18 +133,54 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> TrainConf
     return cfg
 
 
-def validate(cfg: TrainConfig, where: str) -> None:
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate(cfg: TrainConfig, where: str = "config") -> None:
+    """Every range check of a config, in one place: `load_config` and `train` both call it."""
+    for key in ("epochs", "iterations"):
+        if getattr(cfg, key) < 0:
+            raise SceneparseError(f"{where}: '{key}' must be >= 0, got {getattr(cfg, key)}")
     if (cfg.epochs > 0) == (cfg.iterations > 0):
         raise SceneparseError(f"{where}: set exactly one of 'epochs' and 'iterations' to a positive number")
+    for key in ("eval_interval", "log_interval"):
+        if getattr(cfg, key) < 1:
+            raise SceneparseError(f"{where}: '{key}' must be >= 1, got {getattr(cfg, key)}")
+    for key in ("early_stop", "workers", "seed", "warmup_iters"):
+        if getattr(cfg, key) < 0:
+            raise SceneparseError(f"{where}: '{key}' must be >= 0, got {getattr(cfg, key)}")
+    if not cfg.lr > 0 or cfg.lr == float("inf"):
+        raise SceneparseError(f"{where}: 'lr' must be a positive number, got {cfg.lr}")
+    for key in ("momentum", "weight_decay", "poly_power", "aux_weight", "label_smoothing", "jitter"):
+        value = getattr(cfg, key)
+        if not 0 <= value < float("inf"):
+            raise SceneparseError(f"{where}: '{key}' must be >= 0, got {value}")
+    if cfg.label_smoothing >= 1:
+        raise SceneparseError(f"{where}: 'label_smoothing' must be in [0, 1), got {cfg.label_smoothing}")
+    if not cfg.checkpoint_minutes > 0:
+        raise SceneparseError(f"{where}: 'checkpoint_minutes' must be > 0, got {cfg.checkpoint_minutes}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise SceneparseError(f"{where}: 'device' must be auto, cpu or cuda, got {cfg.device!r}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise SceneparseError(f"{where}: 'device: cuda' but this torch sees no CUDA GPU (use auto or cpu)")
     if cfg.lr_schedule not in ("poly", "onecycle"):
         raise SceneparseError(f"{where}: 'lr_schedule' must be poly or onecycle, got {cfg.lr_schedule!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise SceneparseError(f"{where}: 'optimizer' must be sgd or adamw, got {cfg.optimizer!r}")
     if len(cfg.crop_size) != 2 or len(cfg.scale) != 2:
         raise SceneparseError(f"{where}: 'crop_size' and 'scale' take two numbers each")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in cfg.crop_size):
+        raise SceneparseError(f"{where}: 'crop_size' must be two positive whole numbers [H, W], got {cfg.crop_size}")
+    if not all(_number(v) and 0 < v < float("inf") for v in cfg.scale) or cfg.scale[0] > cfg.scale[1]:
+        raise SceneparseError(f"{where}: 'scale' must be [min, max] with 0 < min <= max, got {cfg.scale}")
     _check_crop_schedule(cfg, where)
     if cfg.eval_size and len(cfg.eval_size) != 2:
         raise SceneparseError(f"{where}: 'eval_size' takes [H, W] or []")
+    for key in ("eval_size", "eval_crop"):
+        value = getattr(cfg, key)
+        if value and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+            raise SceneparseError(f"{where}: '{key}' must be two positive whole numbers [H, W] (or []), got {value}")
     if cfg.batch_size < 1 or cfg.accumulate < 1:
         raise SceneparseError(f"{where}: 'batch_size' and 'accumulate' must be >= 1")
     if not 0 <= cfg.ohem_keep <= 1 or not 0 <= cfg.ema_decay < 1:

@@ -19,20 +19,21 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from sceneparse import distributed as dist
-from sceneparse.checkpoint import TrainState, make_checkpoint, save_checkpoint
+from sceneparse.checkpoint import TrainState, load_checkpoint, make_checkpoint, nonfinite_weights, save_checkpoint
 from sceneparse.data import SegmentationDataset, build_dataset
 from sceneparse.data.transforms import eval_transform, train_transform
 from sceneparse.evaluate import evaluate_model
 from sceneparse.models import build_model, load_backbone_weights
-from sceneparse.training.config import TrainConfig, as_dict, save_config
+from sceneparse.training.config import TrainConfig, as_dict, save_config, validate
 from sceneparse.training.ema import WeightAverage
 from sceneparse.training.losses import build_criterion, class_weights
 from sceneparse.training.runlog import Progress, RunLog
 from sceneparse.training.sampler import EpochSampler
 from sceneparse.training.schedule import crop_at, learning_rate
-from sceneparse.training.state import StopFlag, check_output_dir, ignore_stop_signals, restore, resume_path
+from sceneparse.training.state import (StopFlag, check_output_dir, close_loader, data_error, ignore_stop_signals,
+                                       previous_run, remove_previous_run, restore, resume_path)
 from sceneparse.training.step import make_loss_fn
-from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError, peak_rss_mb
+from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError, os_error_reason, peak_rss_mb
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Run:
     total: int
     state: TrainState
     metrics: dict             # the last evaluation report
+    probe: torch.Tensor | None = None   # one image of the last batch: are the weights' outputs finite?
+    failure: str | None = None          # why a checkpoint was refused (diverged weights)
 
     @property
     def scored(self) -> nn.Module:
@@ -62,17 +65,36 @@ class Run:
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: str | None = None, stop_after: int | None = None,
-          time_limit: float | None = None) -> dict:
+          time_limit: float | None = None, overwrite: bool = False) -> dict:
     """Train per `cfg` into `out` (checkpoints, log.csv, curves.png, config.yaml).
 
-    `resume`: a last.pt to continue from, or "auto" for OUT/last.pt when it exists. `stop_after`
-    (an iteration) and `time_limit` (minutes) stop early with a last.pt to resume from.
-    Returns {"iteration", "total", "interrupted", "best_miou", "metrics", "elapsed"}.
+    `resume`: a last.pt to continue from, or "auto" for OUT/last.pt when it exists. Without it, a
+    folder that already holds a run is refused unless `overwrite` (which removes that run's
+    checkpoints and logs first). `stop_after` (an iteration) and `time_limit` (minutes) stop early
+    with a last.pt to resume from.
+    Returns {"iteration", "total", "interrupted", "stopped_by", "best_miou", "metrics", "elapsed"};
+    `stopped_by` is None (finished), "stop_after", "time_limit" or "signal" (SIGINT/SIGTERM).
     """
+    validate(cfg, "config")
+    if stop_after is not None and stop_after < 0:
+        raise SceneparseError(f"--stop-after {stop_after}: must be >= 0")
+    if time_limit is not None and not time_limit > 0:
+        raise SceneparseError(f"--time-limit {time_limit}: must be a positive number of minutes")
+    out = Path(out)
     device = dist.init(cfg.device)
     try:
-        run = _setup(cfg, Path(out), device, resume)
+        found = dist.broadcast_object(previous_run(out) if dist.is_main() else None)
+        if found and resume is None and not overwrite:
+            raise SceneparseError(f"{out}: already holds a run ({', '.join(found[:4])}); continue it with "
+                                  f"--resume auto, or start over with --overwrite")
+        if found and resume is None and dist.is_main():
+            remove_previous_run(out)
+        run = _setup(cfg, out, device, resume)
         return _loop(run, stop_after, time_limit)
+    except OSError as e:  # a write that failed mid-run: disk full, folder removed, permissions
+        where = e.filename or out
+        raise SceneparseError(f"{where}: write failed ({os_error_reason(e)}); the checkpoints already written "
+                              f"are intact") from None
     finally:
         dist.cleanup()
 
@@ -90,7 +112,7 @@ def _loop(run: Run, stop_after: int | None, time_limit: float | None) -> dict:
     progress = Progress(log, run.total, state.iteration, main, cfg.batch_size * cfg.accumulate * world,
                         cfg.log_interval, state.elapsed)
     last_save = time.time()
-    it, requested, crop, loader = state.iteration, False, None, None
+    it, requested, crop, loader, batches = state.iteration, None, None, None, None
     try:
         while it < run.total:
             epoch, start = divmod(it, run.iters_per_epoch)
@@ -98,6 +120,7 @@ def _loop(run: Run, stop_after: int | None, time_limit: float | None) -> dict:
             run.model.train()
             if crop_at(cfg, it, run.total) != crop:
                 crop = crop_at(cfg, it, run.total)
+                close_loader(loader)
                 loader = _loader(run, crop)
                 if cfg.crop_schedule:
                     progress.write(f"training crops {crop[0]}x{crop[1]} from iteration {it}")
@@ -120,22 +143,31 @@ def _loop(run: Run, stop_after: int | None, time_limit: float | None) -> dict:
                     progress.write(f"early stop: no better val mIoU in {cfg.early_stop} evaluations")
                     run.total = it
                 out_of_time = time_limit is not None and time.time() - progress.start > 60 * time_limit
-                requested = dist.broadcast_object(stop.signal is not None or out_of_time
-                                                  or (stop_after is not None and it >= stop_after))
+                reason = ("signal" if stop.signal is not None else "time_limit" if out_of_time
+                          else "stop_after" if stop_after is not None and it >= stop_after else None)
+                requested, failure = dist.broadcast_object((reason, run.failure))
+                if failure:
+                    raise SceneparseError(failure)
                 if it >= run.total or requested or crop_at(cfg, it, run.total) != crop:
                     break
             if requested:
                 break
     except KeyboardInterrupt:
-        pass
+        requested = "signal"
     finally:
         progress.close()
         stop.restore()
+        close_loader(batches)
+        close_loader(loader)
     interrupted = it < run.total
     if interrupted:
+        requested = requested or "signal"
         _save(run, "last.pt", progress.elapsed())
+        if dist.broadcast_object(run.failure):
+            raise SceneparseError(run.failure)
         if main:
-            print(f"stopped at iteration {it}/{run.total}; continue with --resume {run.out / 'last.pt'}",
+            how = {"stop_after": " (--stop-after)", "time_limit": " (--time-limit)"}.get(requested, "")
+            print(f"stopped at iteration {it}/{run.total}{how}; continue with --resume {run.out / 'last.pt'}",
                   file=sys.stderr)
     log.plot()  # also for runs without validation, which otherwise never draw it
     log.close()
@@ -144,7 +176,8 @@ def _loop(run: Run, stop_after: int | None, time_limit: float | None) -> dict:
         print(f"done: {it} iterations in {elapsed / 60:.1f} min; best val mIoU {state.best_miou:.4f} at iteration "
               f"{state.best_iteration}; peak memory {peak_rss_mb():.0f} MiB; checkpoints in {run.out}",
               file=sys.stderr)
-    return {"iteration": it, "total": run.total, "interrupted": interrupted, "best_miou": state.best_miou,
+    return {"iteration": it, "total": run.total, "interrupted": interrupted,
+            "stopped_by": requested if interrupted else None, "best_miou": state.best_miou,
             "metrics": run.metrics, "elapsed": elapsed}
 
 
@@ -156,7 +189,13 @@ def _step(run: Run, batches, lr: float, it: int, epoch: int) -> float:
     run.optimizer.zero_grad(set_to_none=True)
     step_loss = torch.zeros((), device=run.device)
     for _ in range(cfg.accumulate):
-        images, masks = next(batches)
+        try:
+            images, masks = next(batches)
+        except Exception as e:  # a data worker's error, re-raised here as one line naming the file
+            error = data_error(e)
+            if error is None:
+                raise
+            raise error from None
         images, masks = images.to(run.device, non_blocking=True), masks.to(run.device, non_blocking=True)
         try:
             loss = run.loss_fn(images, masks) / cfg.accumulate
@@ -170,7 +209,8 @@ def _step(run: Run, batches, lr: float, it: int, epoch: int) -> float:
     step_loss = dist.all_reduce_sum(step_loss) / dist.world_size()
     if not torch.isfinite(step_loss):
         raise SceneparseError(f"loss became {step_loss.item()} at iteration {it} (epoch {epoch}); stopped without "
-                              f"saving. Last good checkpoint: {run.out / 'last.pt'}. Lower the lr or check the data.")
+                              f"saving. {_last_good(run)} Lower the lr or check the data.")
+    run.probe = images[:1, :, :64, :64].detach()  # a corner is enough to see non-finite outputs, and cheap
     run.optimizer.step()
     if run.ema:
         run.ema.update(it)
@@ -200,9 +240,47 @@ def _validate(run: Run, log: RunLog, progress: Progress, epoch: int) -> None:
         _save(run, "best.pt", progress.elapsed())
 
 
+def _last_good(run: Run) -> str:
+    """The sentence naming the checkpoint to go back to: only one that exists and loads (finite)."""
+    for name in ("last.pt", "best.pt"):
+        path = run.out / name
+        if path.is_file():
+            try:
+                iteration = (load_checkpoint(path).get("train_state") or {}).get("iteration", "?")
+            except SceneparseError:
+                continue
+            return f"Last good checkpoint: {path} (iteration {iteration})."
+    return "No checkpoint was written before it."
+
+
+def _diverged(run: Run) -> str | None:
+    """Why the weights about to be saved are unusable (NaN/inf weights, or non-finite outputs on
+    an image of the last batch), or None. Evaluation mode: no state or random number changes."""
+    bad = nonfinite_weights(run.scored.state_dict()) or (nonfinite_weights(run.net.state_dict()) if run.ema else [])
+    if bad:
+        return f"weight {bad[0]} holds NaN or infinity"
+    if run.probe is None:
+        return None
+    model = run.scored
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            output = model.eval()(run.probe)
+    finally:
+        model.train(was_training)
+    output = output[0] if isinstance(output, tuple) else output
+    return None if bool(torch.isfinite(output).all()) else "its outputs are not finite"
+
+
 def _save(run: Run, name: str, elapsed: float) -> None:
-    """Write a checkpoint (main process only): the scored weights, the metrics and the train state."""
-    if not dist.is_main():
+    """Write a checkpoint (main process only): the scored weights, the metrics and the train state.
+    Weights that diverged are never written: `run.failure` says why, and the loop stops."""
+    if not dist.is_main() or run.failure:
+        return
+    reason = _diverged(run)
+    if reason:
+        run.failure = (f"training diverged by iteration {run.state.iteration}: {reason}; {name} was not written. "
+                       f"{_last_good(run)} Lower the lr or check the data.")
         return
     cfg, ds = run.cfg, run.train_ds
     rng = {"torch": torch.get_rng_state()}
@@ -227,7 +305,7 @@ def _setup(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
     if cfg.backbone_weights:
         load_backbone_weights(model, cfg.backbone_weights)
     if dist.is_main():
-        check_output_dir(out, model)
+        check_output_dir(out, model)  # also removes stale temp files of a killed run
     iters_per_epoch = len(train_ds) // world // (cfg.batch_size * cfg.accumulate)
     if iters_per_epoch < 1:
         raise SceneparseError(f"{cfg.root}: split '{cfg.train_split}' has {len(train_ds)} images, fewer than "

@@ -41,7 +41,26 @@ class HardPixelLoss(nn.Module):
         return losses.topk(k, sorted=False).values.mean()
 
 
+class SafeCrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy averaged over the labelled pixels, and zero (with a graph) when a batch has
+    none: a mask that is all void, or a crop that lands wholly in void, contributes nothing instead
+    of the NaN that 0 / 0 gives. Otherwise exactly `nn.CrossEntropyLoss`."""
+
+    def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        super().__init__(weight=weight, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        labelled = target != self.ignore_index
+        if self.weight is not None:  # labelled pixels of weight-0 classes only: 0 / 0 again
+            empty = not bool((self.weight[target[labelled]].sum() > 0) if bool(labelled.any()) else False)
+        else:
+            empty = not bool(labelled.any())
+        if empty:
+            return logits.sum() * 0.0
+        return super().forward(logits, target)
+
+
 def build_criterion(cfg: TrainConfig, weights: torch.Tensor | None) -> nn.Module:
     if cfg.ohem_keep and cfg.ohem_keep < 1:
         return HardPixelLoss(cfg.ohem_keep, weights, cfg.label_smoothing)
-    return nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX, label_smoothing=cfg.label_smoothing)
+    return SafeCrossEntropy(weight=weights, label_smoothing=cfg.label_smoothing)

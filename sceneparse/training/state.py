@@ -12,18 +12,61 @@ from torch import nn
 from sceneparse import distributed as dist
 from sceneparse.checkpoint import TrainState, load_checkpoint
 from sceneparse.training.config import TrainConfig, as_dict
-from sceneparse.utils import SceneparseError, atomic_path
+from sceneparse.utils import SceneparseError, writable_folder
+
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "curves.png", "config.yaml")  # what a run writes into OUT
+
+
+def previous_run(out: Path) -> list[str]:
+    """What of an earlier run (or anything else) `out` holds: every entry but hidden temp files."""
+    if not out.is_dir():
+        return []
+    names = sorted(p.name for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))
+                   and p.name != ".sceneparse_write_test")
+    return sorted(names, key=lambda n: n not in RUN_FILES)  # the run's own files first
+
+
+def remove_previous_run(out: Path) -> None:
+    """`--overwrite`: remove the earlier run's checkpoints and logs (other files are left alone)."""
+    for name in RUN_FILES:
+        if (out / name).is_file():
+            (out / name).unlink()
+
+
+def data_error(e: Exception) -> SceneparseError | None:
+    """The one-line error for a failure to load a batch, or None for a bug (keep its traceback).
+
+    A DataLoader worker's exception arrives as its type with the worker's whole traceback as the
+    message; the last line of that traceback is the original one-line message."""
+    text = str(e)
+    if isinstance(e, SceneparseError):
+        if "Original Traceback" in text:
+            last = [line for line in text.strip().splitlines() if line.strip()][-1]
+            text = last.split("SceneparseError: ", 1)[-1]
+        return SceneparseError(text)
+    if isinstance(e, RuntimeError) and "DataLoader worker" in text:
+        first = text.strip().splitlines()[0]
+        return SceneparseError(f"a data loading worker died ({first[:160]}); out of memory? try 'workers: 0' "
+                               f"or a smaller batch_size")
+    return None
+
+
+def close_loader(loader) -> None:
+    """Stop a DataLoader's (or its iterator's) worker processes now. Left to the garbage
+    collector after an error, workers that ignore SIGTERM (see `ignore_stop_signals`) keep the
+    interpreter from exiting."""
+    if loader is None:
+        return
+    iterator = getattr(loader, "_iterator", None) or loader
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def check_output_dir(out: Path, model: nn.Module) -> None:
-    """Fail before training, not hours later, when checkpoints cannot be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / ".write_test") as tmp:
-            tmp.write_bytes(b"ok")
-        (out / ".write_test").unlink()
-    except OSError as e:
-        raise SceneparseError(f"{out}: output folder is not writable ({e.strerror or e})") from None
+    """Fail before training, not hours later, when checkpoints cannot be written; remove the
+    stale temp files of a run killed mid-write."""
+    writable_folder(out, "--out")
     need = 4 * sum(p.numel() for p in model.parameters()) * 3 * 3  # weights + optimiser, last + best + temp
     free = shutil.disk_usage(out).free
     if free < need:
