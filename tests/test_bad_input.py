@@ -602,3 +602,17 @@ def test_train_returns_why_it_stopped(w, tmp_path):
     assert result["interrupted"] and result["stopped_by"] == "stop_after"
     result = train_mod.train(cfg, tmp_path / "run", resume="auto")
     assert not result["interrupted"] and result["stopped_by"] is None
+
+
+@pytest.mark.parametrize("name, options, fragment", [
+    ("dabnet", {"width1": -1}, "width1 must be an integer >= 2, got -1"),
+    ("dabnet", {"width2": 0}, "width2 must be an integer >= 2, got 0"),
+    ("dabnet", {"dilations2": [0, 2]}, "dilations2 must be positive integers"),
+    ("pspnet_lite", {"width": -3}, "width must be a positive integer"),
+    ("lmffnet", {"width1": -2}, "width1 must be a positive multiple of 4"),
+])
+def test_negative_model_widths_are_one_line(name, options, fragment):
+    """Model options from a config (`model_options:`) are checked for range too, not only type."""
+    with pytest.raises(SceneparseError, match=fragment) as e:
+        build_model(name, 5, **options)
+    assert "\n" not in str(e.value)

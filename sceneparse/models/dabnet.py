@@ -119,6 +119,12 @@ class DABNetBackbone(nn.Module):
     def __init__(self, width1: int = 64, width2: int = 128, dilations1: tuple[int, ...] = (2, 2, 2),
                  dilations2: tuple[int, ...] = (4, 4, 8, 8, 16, 16), stem_channels: int = 32, act: str = "prelu"):
         super().__init__()
+        for name, width in (("width1", width1), ("width2", width2)):
+            if isinstance(width, bool) or not isinstance(width, int) or width < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {width!r}")
+        for name, dilations in (("dilations1", dilations1), ("dilations2", dilations2)):
+            if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations):
+                raise ValueError(f"{name} must be positive integers, got {list(dilations)}")
         self.stem = nn.Sequential(ConvBNAct(3, stem_channels, 3, stride=2, act=act),
                                   ConvBNAct(stem_channels, stem_channels, 3, act=act),
                                   ConvBNAct(stem_channels, stem_channels, 3, act=act))
