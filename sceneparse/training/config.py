@@ -54,7 +54,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ohem_keep: float = 0.0              # loss over the hardest fraction of labelled pixels (OHEM), 0 = all
     ema_decay: float = 0.0              # evaluate and save an EMA of the weights (e.g. 0.999), 0 = off
-    bf16: bool = False                  # bf16 autocast (slower than fp32 on CPUs without AMX)
+    bf16: bool = False                  # bf16 autocast: faster only on CPUs with bf16 units (docs/training.md)
     channels_last: bool = False         # NHWC: several times faster depth-wise convs on CPU
     compile: bool = False               # torch.compile the model's training forward (see training/step.py)
     sync_bn: bool = True                # only used with >1 process on GPU
