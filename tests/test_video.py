@@ -24,7 +24,8 @@ from PIL import Image
 
 from sceneparse.cli import main
 from sceneparse.inference import Segmenter
-from sceneparse.video import OutputError, import_av, segment_video
+from sceneparse.video import OutputError, segment_video
+from sceneparse.video_sources import import_av
 
 from conftest import ROOT, SAMPLES
 

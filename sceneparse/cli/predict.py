@@ -10,7 +10,8 @@ from sceneparse.cli.options import add_command, add_inference_options, add_video
 from sceneparse.inference import Segmenter
 from sceneparse.predict import OUTPUTS, cityscapes_label_ids, collect_inputs, is_video, parse_outputs, predict_files
 from sceneparse.utils import SceneparseError, writable_folder
-from sceneparse.video import OutputError, camera_source, segment_video, source_name, terminate_as_interrupt
+from sceneparse.video import OutputError, segment_video, terminate_as_interrupt
+from sceneparse.video_sources import camera_source, source_name
 
 
 def add_parser(sub) -> None:
