@@ -284,14 +284,9 @@ class Segmenter:
         return (labels, probs) if return_probs else labels
 
     def _predict_many(self, images: list, return_probs: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        arrays = [to_rgb_array(im) for im in images]
-        results = []
-        for group in batches(arrays, self.options["batch_size"] or 1):
-            probs = self.infer(self.preprocess(group))
-            labels = probs.argmax(1).numpy()
-            for i in range(len(group)):
-                results.append((labels[i], probs[i].numpy() if return_probs else None))
-        return results
+        if return_probs:
+            return list(self.predict_frames(images, return_probs=True))
+        return [(labels, None) for labels in self.predict_frames(images)]
 
     def predict_frames(self, frames: Iterable, return_probs: bool = False,
                        batch_size: int | None = None) -> Iterator:
@@ -342,14 +337,3 @@ def class_map(probs: torch.Tensor, dim: int = 1) -> torch.Tensor:
         labels.masked_fill_(p > best, c)
         torch.maximum(best, p, out=best)
     return labels
-
-
-def batches(arrays: Sequence[np.ndarray], size: int) -> list[list[np.ndarray]]:
-    """Consecutive arrays of the same shape, in groups of at most `size` (input order kept)."""
-    groups: list[list[np.ndarray]] = []
-    for a in arrays:
-        if groups and len(groups[-1]) < size and groups[-1][0].shape == a.shape:
-            groups[-1].append(a)
-        else:
-            groups.append([a])
-    return groups
