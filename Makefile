@@ -13,7 +13,7 @@ install: $(PY)
 	$(PIP) -e .
 
 install-dev: $(PY)
-	$(PIP) -e ".[dev,onnx,video]"
+	$(PIP) -e ".[dev,onnx,video,openvino]"
 
 demo: install
 	$(PY) -m sceneparse demo --out runs/demo

@@ -105,6 +105,11 @@ def speed(args, tmp: Path) -> list[dict]:
 
             onnx = onnx or export_checkpoint("camvid", tmp / "camvid.onnx", dynamic=True)
             seg = Segmenter.from_onnx(onnx, threads=args.threads)
+        elif engine.startswith("openvino"):  # openvino, openvino-bf16, openvino-int8 (calibrated on the samples)
+            precision = engine.partition("-")[2] or "f32"
+            calibration = Path(__file__).resolve().parents[1] / "sceneparse" / "samples" / "demo"
+            seg = Segmenter.from_checkpoint("camvid", engine="openvino", precision=precision, threads=args.threads,
+                                            calibration=calibration if precision == "int8" else None)
         else:
             seg = Segmenter.from_checkpoint("camvid", threads=args.threads)
         for size, count in zip(args.sizes, args.frames):
@@ -176,7 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="360x480,720x1280", help="comma-separated HxW sizes")
     parser.add_argument("--frames", default="40,12", help="clip length per size (comma-separated)")
-    parser.add_argument("--engines", default="torch,onnxruntime", help="torch and/or onnxruntime")
+    parser.add_argument("--engines", default="torch,onnxruntime", help="any of torch, onnxruntime, openvino, openvino-bf16, openvino-int8")
     parser.add_argument("--repeats", type=int, default=2, help="alternating timings of model and job per size")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--smooth", type=float, default=DEFAULT_SMOOTH, help="--smooth of the job")

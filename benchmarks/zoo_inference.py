@@ -26,6 +26,7 @@ from sceneparse.benchmark import ENGINES, environment, matmul_seconds, prepare, 
 from sceneparse.models import count_flops
 from sceneparse.cli.options import parse_size
 from sceneparse.models import build_model, list_models
+from sceneparse.runtime import openvino_capabilities
 from sceneparse.utils import atomic_path
 
 
@@ -64,14 +65,18 @@ def measure(name: str, engines: list[str], size: tuple[int, int], runs: int, war
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| model | GFLOP | engine | median ms | p90 ms | img/s | GFLOP/s | % of fp32 peak | vs torch |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    eager = {r["model"]: r["latency_ms"]["median"] for r in results if r["engine"] == "torch"}
-    for r in results:
-        ratio = f"{eager[r['model']] / r['latency_ms']['median']:.2f}x" if r["model"] in eager else ""
-        lines.append(f"| {r['model']} | {r['gflop']} | {r['engine']} | {r['latency_ms']['median']} | "
-                     f"{r['latency_ms']['p90']} | {r['images_per_s']} | {r['gflops_achieved']} | "
-                     f"{r['percent_of_peak']} | {ratio} |")
+    """One row per network, one column per engine: median ms and the speed-up over eager torch."""
+    engines = list(dict.fromkeys(r["engine"] for r in results))
+    lines = ["| model | GFLOP | " + " | ".join(engines) + " |", "|---|---:|" + "---:|" * len(engines)]
+    for model in dict.fromkeys(r["model"] for r in results):
+        rows = {r["engine"]: r for r in results if r["model"] == model}
+        eager = rows.get("torch", {}).get("latency_ms", {}).get("median")
+        cells = []
+        for engine in engines:
+            ms = rows[engine]["latency_ms"]["median"] if engine in rows else None
+            cells.append("" if ms is None else f"{ms} ({eager / ms:.2f}x)" if eager else f"{ms}")
+        first = next(iter(rows.values()))
+        lines.append(f"| {model} | {first['gflop']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -90,15 +95,20 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     size = parse_size(args.size)
     engines = args.engines.split(",")
+    if "openvino-bf16" in engines and "BF16" not in openvino_capabilities():
+        engines.remove("openvino-bf16")
+        print("openvino-bf16 left out: this CPU has no native bf16", file=sys.stderr)
     results = []
     for name in args.models.split(","):
         for r in measure(name, engines, size, args.runs, args.warmup, args.num_classes):
             print(json.dumps(r), flush=True)
             results.append(r)
-    text = (f"Batch 1, {size[0]}x{size[1]}, {results[0]['threads']} threads, {results[0]['cpu']}, "
-            f"torch {results[0]['torch']}, onnxruntime {results[0]['onnxruntime']}; engines interleaved, "
-            f"{args.runs} rounds, median; peak = best 2048^3 fp32 matmul of the same rounds "
-            f"(load average at the start: {results[0]['load_average'][0]}).\n\n{table(results)}\n")
+    env = results[0]
+    text = (f"{env['cpu']} ({', '.join(env['cpu_flags']) or 'no AVX-512/AMX flags'}), {env['threads']} threads; "
+            f"batch 1, {size[0]}x{size[1]}, {args.num_classes} classes, random weights; torch {env['torch']}, onnxruntime "
+            f"{env['onnxruntime']}, openvino {env['openvino']}. Median ms of {args.runs} interleaved rounds, and in "
+            f"brackets the speed-up over eager torch in the same rounds (load average at the start: "
+            f"{env['load_average'][0]}).\n\n{table(results)}\n")
     print(text, file=sys.stderr)
     if args.out:
         with atomic_path(args.out) as tmp:

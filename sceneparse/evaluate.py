@@ -16,12 +16,11 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from sceneparse import distributed as dist
-from sceneparse.checkpoint import DEFAULT_BUILTIN, load_checkpoint, model_from_checkpoint
+from sceneparse.checkpoint import DEFAULT_BUILTIN, load_checkpoint
 from sceneparse.data import build_dataset, labels
 from sceneparse.data.transforms import eval_transform
-from sceneparse.inference import infer, resolve_resize
+from sceneparse.inference import infer, load_network, resolve_resize
 from sceneparse.metrics import ConfusionMatrix, collapse, report, save_report
-from sceneparse.runtime import OrtEngine
 from sceneparse.utils import (SceneparseError, atomic_path, check_threads, os_error_reason, save_image,
                               writable_folder)
 from sceneparse.viz import colorize, plot_confusion
@@ -72,7 +71,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
                         root: str | os.PathLike | None = None, split: str = "val", label_set: str | None = None,
                         out: str | os.PathLike | None = None, engine: str = "torch",
                         onnx: str | os.PathLike | None = None, threads: int | None = None,
-                        limit: int | None = None, save_predictions: bool = False, per_image: bool = False,
+                        precision: str = "f32", calibration: str | os.PathLike | None = None, limit: int | None = None, save_predictions: bool = False, per_image: bool = False,
                         mode: str = "whole", crop: tuple[int, int] | None = None,
                         stride: tuple[int, int] | None = None, scales: tuple[float, ...] = (1.0,),
                         flip: bool = False, resize="auto") -> dict:
@@ -83,7 +82,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
     Writes OUT/metrics.json and OUT/confusion_matrix.png (on the main process), with
     `save_predictions` the index and colour PNGs, with `per_image` OUT/per_image.json. The inference
     options are those of `sceneparse.inference.infer`; `resize` also takes "auto" (the size stored
-    with the model) and "native".
+    with the model) and "native". `engine`, `onnx`, `precision` and `calibration` choose what runs
+    the network (see `sceneparse.inference.load_network`).
     Returns the report, with the exact `setup` that produced it (None on the other processes
     under torchrun, which score their share of the images).
     """
@@ -110,7 +110,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
         groups, group_names = label_set_groups(ckpt, label_set)
         inference = {"mode": mode, "crop": crop, "stride": stride, "scales": scales, "flip": flip,
                      "resize": resolve_resize(resize, ckpt["dataset"].get("photo_size"))}
-        model = load_engine(ckpt, engine, onnx, threads, device)
+        model, engine = load_network(ckpt, engine, onnx, threads, precision, calibration, device)
         out = Path(out) if out else Path(f"eval_{name}_{split}")
         if dist.is_main():  # before the evaluation runs, not after it
             writable_folder(out, "--out", recursive=True)
@@ -140,21 +140,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
     finally:
         dist.cleanup()
     return result if main else None
-
-
-def load_engine(ckpt: dict, engine: str = "torch", onnx: str | os.PathLike | None = None,
-                threads: int | None = None, device: torch.device | str = "cpu"):
-    """The network that scores: the checkpoint's torch model, or its exported ONNX file in onnxruntime."""
-    if engine == "onnxruntime":
-        if not onnx:
-            raise SceneparseError("--engine onnxruntime needs --onnx FILE (made by `sceneparse export`)")
-        return OrtEngine(onnx, threads=threads)
-    if engine != "torch":
-        raise SceneparseError(f"unknown engine '{engine}' (valid: torch, onnxruntime)")
-    check_threads(threads)
-    if threads:
-        torch.set_num_threads(threads)
-    return model_from_checkpoint(ckpt).to(device)
 
 
 def _prediction_writer(out: Path, dataset, ckpt: dict, save_png: bool, per_image: list):

@@ -1,4 +1,4 @@
-"""Export for fast inference: ONNX (fp32 and int8) and slim checkpoints.
+"""Export for fast inference: ONNX (fp32 and int8), OpenVINO IR (f32 and int8) and slim checkpoints.
 
 Export goes through `torch.export` and the dynamo ONNX exporter (torch.onnx.export(dynamo=True)),
 which handles SegNet's unpooling scatter. Adaptive pooling needs help, found by testing on torch
@@ -18,25 +18,25 @@ palette, mean, std, model, num_classes, dataset, label_set, precision and input_
 int8 is onnxruntime static quantization: QDQ format, int8 per-channel weights, uint8 activations
 (the recommended setting for x86 CPUs with VNNI), MinMax ranges calibrated on images preprocessed
 exactly like inference (PyTorch's PT2E x86 quantizer moved to torchao, which is not installed).
+
+OpenVINO IR (an .xml and its .bin) is converted from the torch network by OpenVINO's own
+converter, with dynamic batch and size (OpenVINO compiles for each input size when it runs); int8
+is NNCF's post-training quantization on the calibration images (`sceneparse.runtime`).
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import logging
 import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
 from sceneparse.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from sceneparse.runtime import OrtEngine, checkpoint_metadata, read_metadata, write_metadata
-from sceneparse.utils import IMAGE_SUFFIXES, SceneparseError, atomic_path, read_image, writable_file
+from sceneparse.runtime import (OrtEngine, calibration_arrays, calibration_images_in, checkpoint_metadata,
+                                convert_module, quantize_openvino, read_metadata, save_ir, write_metadata)
+from sceneparse.utils import SceneparseError, atomic_path, quiet, writable_file
 
 TRACE_SIZE = (193, 257)  # odd, not divisible by the bins: a dynamic export is traced at a generic size
 CHECK_SIZE = (97, 129)  # a dynamic export is checked at a size it was not traced at
@@ -81,22 +81,6 @@ POOL_DECOMPOSITIONS = {aten.adaptive_avg_pool2d.default: _adaptive_avg,
 
 
 # ---------------------------------------------------------------- fp32 export
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporter's and quantizer's progress prints, warnings and log lines."""
-    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
-    levels = [logger.level for logger in loggers]
-    try:
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, size: tuple[int, int] | None = None,
                 metadata: dict | None = None, check: bool = True) -> None:
     """Write `model` (eval) as ONNX: input `image` (N, 3, H, W), output `logits`; batch always dynamic.
@@ -112,7 +96,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, size: tuple[int
     dynamic = {0: dim} if size else {0: dim, 2: dim, 3: dim}
     name = (metadata or {}).get("model", type(model).__name__)
     try:
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():
             program = torch.export.export(model, (example,), dynamic_shapes=(dynamic,), strict=False)
             program = program.run_decompositions(POOL_DECOMPOSITIONS)
             onnx_program = torch.onnx.export(program, dynamo=True, input_names=["image"], output_names=["logits"],
@@ -147,36 +131,15 @@ def _check(model: torch.nn.Module, path: Path, size: tuple[int, int], name: str)
 
 
 # ---------------------------------------------------------------- int8
-def calibration_images_in(folder: str | os.PathLike, limit: int) -> list[Path]:
-    """Up to `limit` images under `folder` (recursive, sorted, evenly spread over the sorted list)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SceneparseError(f"--calibration {folder}: not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise SceneparseError(f"--calibration {folder}: no images found")
-    if len(files) > limit:
-        files = [files[i * len(files) // limit] for i in range(limit)]
-    return files
-
-
 class _CalibrationReader:
-    """Feeds calibration images to onnxruntime (duck-typed CalibrationDataReader), normalised like
-    inference and resized to the model's size when it is fixed."""
+    """Feeds calibration arrays to onnxruntime (a duck-typed CalibrationDataReader)."""
 
-    def __init__(self, files: list[Path], input_name: str, mean, std, size: tuple[int, int] | None):
-        self.files, self.input_name, self.size = iter(files), input_name, size
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(std).view(1, 3, 1, 1)
+    def __init__(self, arrays: list, input_name: str):
+        self.arrays, self.input_name = iter(arrays), input_name
 
     def get_next(self) -> dict | None:
-        path = next(self.files, None)
-        if path is None:
-            return None
-        x = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].float().div(255)
-        if self.size is not None and tuple(x.shape[-2:]) != self.size:
-            x = torch.nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
-        return {self.input_name: ((x - self.mean) / self.std).numpy()}
+        array = next(self.arrays, None)
+        return None if array is None else {self.input_name: array}
 
 
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, files: list[Path]) -> None:
@@ -195,8 +158,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, fil
         raise SceneparseError(f"{fp32_path}: no sceneparse metadata (mean/std) to preprocess calibration images")
     engine = OrtEngine(fp32_path)
     size = engine.fixed_size if None not in engine.fixed_size else None
-    reader = _CalibrationReader(files, engine.input_name, meta["mean"], meta["std"], size)
-    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp, _quiet():
+    reader = _CalibrationReader(calibration_arrays(files, meta["mean"], meta["std"], size), engine.input_name)
+    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp, quiet():
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         q = Path(tmp) / "int8.onnx"
@@ -219,12 +182,18 @@ def export_checkpoint(checkpoint: str | os.PathLike | None, out: str | os.PathLi
 
     format "onnx": the eval network, at a fixed `size` (H, W) or with `dynamic` height and width
     (one of the two), fp32 or `quantize="int8"` calibrated on up to `calibration_images` images
-    from the `calibration` folder. format "checkpoint": weights and metadata only, without the
+    from the `calibration` folder. format "openvino": OpenVINO IR (`out` is the .xml), dynamic,
+    f32 or int8 likewise. format "checkpoint": weights and metadata only, without the
     training state (what ships as a built-in model).
     """
     out = Path(out)
-    if format not in ("onnx", "checkpoint"):
-        raise SceneparseError(f"unknown export format '{format}' (valid: onnx, checkpoint)")
+    if format not in ("onnx", "openvino", "checkpoint"):
+        raise SceneparseError(f"unknown export format '{format}' (valid: onnx, openvino, checkpoint)")
+    if format == "openvino" and out.suffix.lower() != ".xml":
+        raise SceneparseError(f"--out {out}: --format openvino writes an .xml file (its weights go beside it, .bin)")
+    if format == "openvino" and (size or dynamic):
+        raise SceneparseError("--format openvino is always dynamic (compiled for each input size when run): "
+                              "drop --size/--dynamic")
     writable_file(out, "--out")  # before the export runs
     if format == "checkpoint":
         if size or dynamic or quantize or calibration:
@@ -251,6 +220,15 @@ def export_checkpoint(checkpoint: str | os.PathLike | None, out: str | os.PathLi
     model = model_from_checkpoint(ckpt)
     print(f"exporting {ckpt['model']['name']} ({'dynamic size' if size is None else f'{size[0]}x{size[1]}'}) "
           f"to {out}", file=sys.stderr)
+    if format == "openvino":
+        ir = convert_module(model, checkpoint_metadata(ckpt))
+        if quantize:
+            norm = ckpt["normalization"]
+            print(f"calibrating int8 on {len(files)} images from {calibration}", file=sys.stderr)
+            ir = quantize_openvino(ir, calibration_arrays(files, norm["mean"], norm["std"],
+                                                          ckpt["dataset"].get("photo_size")))
+        save_ir(ir, out)
+        return out
     if not quantize:
         export_onnx(model, out, size, checkpoint_metadata(ckpt))
         return out

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
+import logging
 import os
+import platform
 import re
 import sys
 import tempfile
@@ -242,3 +245,45 @@ def peak_rss_mb() -> float:
 
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for speed figures and per-machine caches."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's features that decide which precision is fast: AMX, avx512_bf16, VNNI, AVX-512."""
+    wanted = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
+@contextlib.contextmanager
+def quiet(stderr: bool = False) -> Iterator[None]:
+    """Silence third-party progress prints, warnings and log lines (exporters, quantizers);
+    with `stderr`, also their progress bars on stderr. Exceptions still propagate."""
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                (contextlib.redirect_stderr(io.StringIO()) if stderr else contextlib.nullcontext()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

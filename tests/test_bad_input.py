@@ -12,7 +12,6 @@ import os
 import pickle
 import signal
 import struct
-import sys
 import time
 import zlib
 from dataclasses import dataclass

@@ -363,7 +363,7 @@ def test_label_set_categories_scores_a_hand_made_prediction(tmp_path, monkeypatc
     road, sidewalk, car, truck = (CITYSCAPES_CLASSES.index(n) for n in ("road", "sidewalk", "car", "truck"))
     predicted = torch.tensor([[sidewalk] * 4, [sidewalk] * 4, [truck, truck, car, car], [truck, truck, car, car]])
     logits = torch.nn.functional.one_hot(predicted, 19).permute(2, 0, 1)[None].float()
-    monkeypatch.setattr(evaluate_mod, "load_engine", lambda *args: lambda x: logits)
+    monkeypatch.setattr(evaluate_mod, "load_network", lambda *args: ((lambda x: logits), "torch"))
     ckpt = make_checkpoint("segnet_basic", 19, {}, build_model("segnet_basic", 19).state_dict(),
                            list(CITYSCAPES_CLASSES), CITYSCAPES_PALETTE, dataset="cityscapes", label_set="classes")
     save_checkpoint(ckpt, tmp_path / "model.pt")

@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split, args.label_set,
                                  out=args.out, engine=args.engine, onnx=args.onnx, threads=args.threads,
+                                 precision=args.precision, calibration=args.calibration,
                                  limit=args.limit, save_predictions=args.save_predictions,
                                  per_image=args.per_image, **inference_options(args))
     if result is not None:

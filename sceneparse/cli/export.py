@@ -1,4 +1,4 @@
-"""`sceneparse export`: the eval network as ONNX (fp32 or int8), or a slim checkpoint."""
+"""`sceneparse export`: the eval network as ONNX or OpenVINO IR (f32 or int8), or a slim checkpoint."""
 from __future__ import annotations
 
 import argparse
@@ -10,16 +10,18 @@ from sceneparse.export import export_checkpoint
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "export", "export the eval network to ONNX (fp32 or int8) or a slim checkpoint",
+    p = add_command(sub, "export", "export the eval network to ONNX or OpenVINO IR (f32 or int8) or a slim checkpoint",
                     "sceneparse export --checkpoint best.pt --out model.onnx --dynamic")
     p.add_argument("--checkpoint", default=None,
                    help=f"checkpoint path or built-in model name (default: {DEFAULT_BUILTIN})")
-    p.add_argument("--format", choices=["onnx", "checkpoint"], default="onnx",
-                   help="checkpoint: weights and metadata only, no training state (what ships as a built-in)")
+    p.add_argument("--format", choices=["onnx", "openvino", "checkpoint"], default="onnx",
+                   help="onnx (default); openvino: IR, --out model.xml (weights beside it in model.bin), "
+                        "dynamic size; checkpoint: weights and metadata only, no training state (what ships "
+                        "as a built-in)")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--size", default=None, metavar="HxW", help="fixed input size")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    p.add_argument("--quantize", choices=["int8"], default=None, help="static int8 quantization (onnxruntime)")
+    p.add_argument("--quantize", choices=["int8"], default=None, help="static int8 quantization (onnxruntime for onnx, NNCF for openvino)")
     p.add_argument("--calibration", default=None, help="folder of images for int8 calibration")
     p.add_argument("--calibration-images", type=int, default=32,
                    help="use at most this many calibration images (spread over the folder)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 
 from sceneparse.checkpoint import DEFAULT_BUILTIN
+from sceneparse.inference import ENGINES
+from sceneparse.runtime import OV_PRECISIONS
 from sceneparse.utils import SceneparseError
 from sceneparse.video import DEFAULT_SMOOTH
 
@@ -29,8 +31,8 @@ def add_command(sub, name: str, help: str, example: str) -> argparse.ArgumentPar
                           epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def add_inference_options(p: argparse.ArgumentParser) -> None:
-    """The checkpoint, engine and inference mode, shared by predict and evaluate."""
+def add_inference_options(p: argparse.ArgumentParser, engine: str = "torch") -> None:
+    """The checkpoint, engine and inference mode, shared by predict and evaluate (`engine`: the default)."""
     p.add_argument("--checkpoint", default=None,
                    help=f"checkpoint path or built-in model name (default: {DEFAULT_BUILTIN})")
     p.add_argument("--mode", choices=["whole", "slide"], default="whole",
@@ -40,9 +42,18 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
                    help="sliding-window stride (default: two thirds of the window)")
     p.add_argument("--scales", default="1.0", help="comma-separated scales to average, e.g. 0.75,1.0,1.25")
     p.add_argument("--flip", action="store_true", help="also average over horizontally flipped inputs")
-    p.add_argument("--engine", choices=["torch", "onnxruntime"], default="torch",
-                   help="run the network in torch, or an exported ONNX file in onnxruntime")
-    p.add_argument("--onnx", default=None, help="ONNX file for --engine onnxruntime (made by `sceneparse export`)")
+    p.add_argument("--engine", choices=ENGINES, default=engine,
+                   help=f"what runs the network: torch; openvino (the checkpoint converted once and cached, or "
+                        f"--onnx FILE); onnxruntime (--onnx FILE); auto: the fastest exact (f32) engine on this "
+                        f"machine, measured once and remembered (default: {engine})")
+    p.add_argument("--onnx", default=None, metavar="FILE",
+                   help="exported model for --engine onnxruntime/openvino/auto: .onnx, or OpenVINO .xml "
+                        "(made by `sceneparse export`); without --checkpoint its own metadata is used")
+    p.add_argument("--precision", choices=OV_PRECISIONS, default="f32",
+                   help="openvino's compute precision: f32 (exact, default), bf16 (CPUs with avx512_bf16 or "
+                        "AMX), int8 (quantized once on --calibration photos, cached); see docs/speed.md")
+    p.add_argument("--calibration", default=None, metavar="DIR",
+                   help="--precision int8: folder of training photos to calibrate on (32 are used)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="network inputs per forward pass (images, flipped copies, windows); "
                         "default: one image at a time, windows about a megapixel per pass")

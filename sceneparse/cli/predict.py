@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="*",
                    help="image or video files, folders (searched recursively), globs, or stream URLs "
                         "(rtsp://, http://...)")
-    add_inference_options(p)
+    add_inference_options(p, engine="auto")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     p.add_argument("--outputs", default=None,
                    help=f"comma-separated subset of {','.join(OUTPUTS)} to write per image or video frame "
@@ -37,10 +37,14 @@ def add_parser(sub) -> None:
 def build_segmenter(args: argparse.Namespace) -> Segmenter:
     """The Segmenter that the checkpoint, engine and inference options ask for."""
     options = dict(inference_options(args), batch_size=args.batch_size, max_size=getattr(args, "max_size", None))
-    if args.engine == "onnxruntime" and args.checkpoint is None and args.onnx:
-        return Segmenter.from_onnx(args.onnx, threads=args.threads, **options)  # the file's own metadata
+    if args.checkpoint is None and args.onnx:
+        if args.calibration:
+            raise SceneparseError("--calibration: an exported file runs at the precision it was exported with")
+        return Segmenter.from_onnx(args.onnx, threads=args.threads, engine=args.engine, precision=args.precision,
+                                   **options)  # the file's own metadata
     return Segmenter.from_checkpoint(args.checkpoint, engine=args.engine, onnx_path=args.onnx,
-                                     threads=args.threads, **options)
+                                     threads=args.threads, precision=args.precision,
+                                     calibration=args.calibration, **options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
             written, unreadable = predict_files(seg, images, out, image_outputs, args.alpha, args.legend,
                                                 args.cityscapes_ids, args.batch_size or 1)
             skipped += unreadable
-            print(f"wrote {', '.join(image_outputs)} for {written} image(s) to {out}", file=sys.stderr)
+            print(f"wrote {', '.join(image_outputs)} for {written} image(s) to {out} ({seg.info['engine']})",
+                  file=sys.stderr)
         for source, stem in videos:
             try:
                 result = segment_video(source, out, seg, stem=str(stem), outputs=video_outputs, alpha=args.alpha,
@@ -95,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"sceneparse: warning: {e}; skipped", file=sys.stderr)
                 continue
             where = result.overlay if result.overlay else result.frames_dir
-            print(f"{source_name(source)}: {result.frames} frame(s) at {result.fps:.1f} frames/s -> {where}",
+            print(f"{source_name(source)}: {result.frames} frame(s) at {result.fps:.1f} frames/s ({seg.info['engine']}) "
+                  f"-> {where}",
                   file=sys.stderr)
     if skipped:
         print(f"sceneparse: warning: {len(skipped)} input(s) skipped:", file=sys.stderr)
