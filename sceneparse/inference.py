@@ -219,7 +219,7 @@ def choose_engine(ckpt: dict | None, model_file: str | os.PathLike | None = None
 
     The candidates give the same labels (f32): torch and OpenVINO f32 for a checkpoint, onnxruntime
     and OpenVINO f32 for an .onnx file (OpenVINO only where it is installed). Each runs once to warm
-    up, then three times in turn at the model's photo size (else 360x480); the median wins. The
+    up, then three times, at the model's photo size (else 360x480); the lowest median wins. The
     choice is remembered per CPU, thread count and network in `cache`/engines.json (default: the
     user's sceneparse cache), so the measurement happens once.
     """
@@ -231,6 +231,8 @@ def choose_engine(ckpt: dict | None, model_file: str | os.PathLike | None = None
         candidates = [c for c in candidates if c != "openvino"] or candidates
     path = Path(cache or default_cache()) / "engines.json"
     first = load_network(ckpt, candidates[0], model_file, threads)[0]
+    if len(candidates) == 1:  # nothing to choose between
+        return first, _engine_name(candidates[0])
     if model_file:
         stat = Path(model_file).stat()
         network = f"{Path(model_file).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -249,10 +251,9 @@ def choose_engine(ckpt: dict | None, model_file: str | os.PathLike | None = None
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {c: [] for c in candidates}
     with torch.inference_mode():
-        for net in nets.values():
+        for name, net in nets.items():  # in blocks: one engine's idle threads spinning slow the next one down
             net(x)
-        for _ in range(3):
-            for name, net in nets.items():
+            for _ in range(3):
                 start = time.perf_counter()
                 net(x)
                 times[name].append(time.perf_counter() - start)

@@ -8,6 +8,7 @@ the export's precision and input_size.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -127,9 +128,16 @@ def _openvino():
     return openvino
 
 
+@functools.cache
+def _core():
+    """The process's one OpenVINO Core. Every engine shares it: a process that made a new Core per
+    model crashed later with a segfault (a test worker, after about twenty models)."""
+    return _openvino().Core()
+
+
 def openvino_capabilities() -> set[str]:
     """What OpenVINO's CPU plugin runs natively here, e.g. {"FP32", "BF16", "INT8"}."""
-    return set(_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return set(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def weights_key(model: torch.nn.Module) -> str:
@@ -156,14 +164,12 @@ class OvEngine:
 
     def __init__(self, model, precision: str = "f32", threads: int | None = None, metadata: dict | None = None,
                  source: str = "openvino model"):
-        ov = _openvino()
         check_threads(threads)
         if precision not in OV_PRECISIONS:
             raise SceneparseError(f"unknown precision '{precision}' (valid: {', '.join(OV_PRECISIONS)})")
         if precision == "bf16" and "BF16" not in openvino_capabilities():
             raise SceneparseError(f"--precision bf16: this CPU ({cpu_name()}) has no native bf16 "
                                   f"(avx512_bf16 or AMX); use f32, or int8")
-        self.core = ov.Core()
         self.model, self.precision, self.source = model, precision, source
         self.metadata = dict(metadata or {})
         self.config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
@@ -185,7 +191,7 @@ class OvEngine:
             raise SceneparseError(f"{path}: --precision int8 quantizes a checkpoint; a file runs at the precision "
                                   f"it was exported with (sceneparse export --format openvino --quantize int8)")
         try:
-            model = _openvino().Core().read_model(str(path))
+            model = _core().read_model(str(path))
         except Exception as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise SceneparseError(f"{path}: not a loadable ONNX or OpenVINO model ({first})") from None
@@ -203,7 +209,6 @@ class OvEngine:
         inputs): a changed checkpoint is converted again, an unchanged one loads in a fraction of a
         second. int8 needs `calibration`: normalised (1, 3, H, W) float32 arrays (training images).
         """
-        ov = _openvino()
         if precision == "int8" and not len(calibration):
             raise SceneparseError("--precision int8 needs calibration images (--calibration DIR, e.g. training photos)")
         key = weights_key(module)
@@ -217,7 +222,7 @@ class OvEngine:
         model = None
         if path.is_file() and path.with_suffix(".bin").is_file():
             try:
-                model = ov.Core().read_model(str(path))
+                model = _core().read_model(str(path))
             except Exception:
                 model = None  # a damaged cache entry: convert again
         if model is None:
@@ -239,11 +244,11 @@ class OvEngine:
             return self.requests[shape]
         if len(self.requests) >= self.MAX_STATIC_SHAPES:
             if self.dynamic is None:
-                self.dynamic = self.core.compile_model(self.model, "CPU", self.config).create_infer_request()
+                self.dynamic = _core().compile_model(self.model, "CPU", self.config).create_infer_request()
             return self.dynamic
         static = self.model.clone()
         static.reshape(list(shape))
-        self.requests[shape] = self.core.compile_model(static, "CPU", self.config).create_infer_request()
+        self.requests[shape] = _core().compile_model(static, "CPU", self.config).create_infer_request()
         return self.requests[shape]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

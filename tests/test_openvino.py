@@ -76,6 +76,11 @@ def test_the_cache_is_reused_and_invalidated_when_the_weights_change(cache, monk
         next(model.parameters()).mul_(1.5)  # a retrained checkpoint: other weights
     OvEngine.from_module(model, {}, cache=cache)
     assert len(calls) == 2 and len(list((cache / "openvino").glob("*.xml"))) == 2
+    # a damaged cache entry is converted again, not trusted
+    for xml in (cache / "openvino").glob("*.xml"):
+        xml.write_text("<net")
+    assert torch.equal(OvEngine.from_module(model, {}, cache=cache)(x), OvEngine.from_module(model, {})(x))
+    assert len(calls) == 3
     # the structure counts too: same weights, another activation
     relu, prelu = build_model("dabnet", 3, activation="relu"), build_model("dabnet", 3)
     assert weights_key(relu) != weights_key(prelu)
@@ -201,3 +206,24 @@ def test_int8_agrees_with_f32_on_a_trained_network(tmp_path, cache):
     # another calibration set is another cache entry
     OvEngine.from_module(net, meta, "int8", calibration=calibration[:4], cache=cache)
     assert len(list((cache / "openvino").glob("int8-*.xml"))) == 2
+
+
+def test_benchmark_scores_the_engine_against_torch_on_real_images(shared_data, capsys):
+    code = main(["benchmark", "--checkpoint", "camvid", "--size", "360x480", "--engine", "openvino", "--runs", "1",
+                 "--warmup", "0", "--threads", "1", "--eval-root", str(shared_data / "camvid_segnet"),
+                 "--eval-limit", "2", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    accuracy = result["accuracy"]
+    assert code == 0 and accuracy["images"] == 2 and accuracy["split"] == "test"
+    assert accuracy["label_agreement"] >= 0.999 and abs(accuracy["miou_delta"]) <= 0.002
+    assert 0.3 < accuracy["miou_torch_f32"] <= 1
+
+
+def test_auto_without_openvino_is_torch_without_measuring(checkpoint, cache, monkeypatch):
+    from sceneparse.checkpoint import load_checkpoint
+
+    find_spec = inference.importlib.util.find_spec
+    monkeypatch.setattr(inference.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    net, name = choose_engine(load_checkpoint(checkpoint), threads=1)
+    assert name == "torch" and isinstance(net, nn.Module) and not (cache / "engines.json").exists()
