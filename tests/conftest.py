@@ -1,11 +1,26 @@
 from pathlib import Path
 
+import os
+
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SAMPLES = ROOT / "sceneparse" / "samples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The user's sceneparse cache (OpenVINO conversions, `--engine auto` choices) stays untouched:
+    each test worker has its own, shared by its tests as one user's cache is by their commands."""
+    before = os.environ.get("SCENEPARSE_CACHE")
+    os.environ["SCENEPARSE_CACHE"] = str(tmp_path_factory.mktemp("sceneparse-cache"))
+    yield
+    if before is None:
+        os.environ.pop("SCENEPARSE_CACHE", None)
+    else:
+        os.environ["SCENEPARSE_CACHE"] = before
 
 
 @pytest.fixture
