@@ -227,8 +227,7 @@ def choose_engine(ckpt: dict | None, model_file: str | os.PathLike | None = None
         candidates = ["openvino"] if str(model_file).lower().endswith(".xml") else ["onnxruntime", "openvino"]
     else:
         candidates = ["torch", "openvino"]
-    if importlib.util.find_spec("openvino") is None:
-        candidates = [c for c in candidates if c != "openvino"] or candidates
+    candidates = [c for c in candidates if c == "torch" or importlib.util.find_spec(c)] or candidates
     path = Path(cache or default_cache()) / "engines.json"
     first = load_network(ckpt, candidates[0], model_file, threads)[0]
     if len(candidates) == 1:  # nothing to choose between
@@ -240,10 +239,18 @@ def choose_engine(ckpt: dict | None, model_file: str | os.PathLike | None = None
         network = weights_key(first)
     key = f"{cpu_name()}|threads={threads or torch.get_num_threads()}|{network}"
     chosen = _read_choices(path).get(key, {}).get("engine")
-    if chosen in candidates:
-        net = first if chosen == candidates[0] else load_network(ckpt, chosen, model_file, threads)[0]
-        return net, _engine_name(chosen)
-    nets = {candidates[0]: first, **{c: load_network(ckpt, c, model_file, threads)[0] for c in candidates[1:]}}
+    if chosen == candidates[0]:
+        return first, _engine_name(chosen)
+    nets = {candidates[0]: first}
+    for name in candidates[1:]:
+        try:
+            nets[name] = load_network(ckpt, name, model_file, threads)[0]
+        except SceneparseError:
+            pass  # e.g. a network OpenVINO cannot convert: the first candidate still runs it
+    if chosen in nets:
+        return nets[chosen], _engine_name(chosen)
+    if len(nets) == 1:
+        return first, _engine_name(candidates[0])
     size = tuple((ckpt or {}).get("dataset", {}).get("photo_size") or AUTO_SIZE)
     fixed = getattr(first, "fixed_size", None)
     if fixed and None not in fixed:  # a file exported for one size

@@ -130,8 +130,8 @@ def _openvino():
 
 @functools.cache
 def _core():
-    """The process's one OpenVINO Core. Every engine shares it: a process that made a new Core per
-    model crashed later with a segfault (a test worker, after about twenty models)."""
+    """The process's one OpenVINO Core, shared by every engine: a test worker that made a new Core
+    per model crashed minutes later with a segfault, in unrelated code."""
     return _openvino().Core()
 
 
@@ -229,7 +229,10 @@ class OvEngine:
             model = convert_module(module, metadata or {})
             if precision == "int8":
                 model = quantize_openvino(model, calibration)
-            save_ir(model, path)
+            try:
+                save_ir(model, path)
+            except OSError:
+                pass  # a read-only cache: run the converted model, convert again next time
         return cls(model, precision, threads, metadata, f"{module.__class__.__name__} (openvino cache {path.name})")
 
     def eval(self) -> "OvEngine":

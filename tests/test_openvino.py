@@ -227,3 +227,27 @@ def test_auto_without_openvino_is_torch_without_measuring(checkpoint, cache, mon
                         lambda name, *a: None if name == "openvino" else find_spec(name, *a))
     net, name = choose_engine(load_checkpoint(checkpoint), threads=1)
     assert name == "torch" and isinstance(net, nn.Module) and not (cache / "engines.json").exists()
+
+
+def test_auto_runs_torch_when_openvino_cannot_convert_the_network(checkpoint, cache, monkeypatch):
+    from sceneparse.checkpoint import load_checkpoint
+
+    def refuse(module, metadata):
+        raise SceneparseError(f"{module.__class__.__name__}: OpenVINO could not convert it (unsupported op)")
+
+    monkeypatch.setattr(runtime, "convert_module", refuse)
+    net, name = choose_engine(load_checkpoint(checkpoint), threads=1)
+    assert name == "torch" and isinstance(net, nn.Module)
+
+
+def test_a_cache_that_cannot_be_written_still_runs_the_network(cache, monkeypatch):
+    def full_disk(model, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runtime, "save_ir", full_disk)
+    model = lively(build_model("segnet_basic", 3))
+    x = torch.randn(1, 3, 40, 56)
+    with torch.inference_mode():
+        expected = model(x)
+    got = OvEngine.from_module(model, {}, cache=cache)(x)
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 0.999
