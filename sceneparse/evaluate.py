@@ -71,7 +71,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
                         root: str | os.PathLike | None = None, split: str = "val", label_set: str | None = None,
                         out: str | os.PathLike | None = None, engine: str = "torch",
                         onnx: str | os.PathLike | None = None, threads: int | None = None,
-                        precision: str = "f32", calibration: str | os.PathLike | None = None, limit: int | None = None, save_predictions: bool = False, per_image: bool = False,
+                        precision: str = "f32", calibration: str | os.PathLike | None = None,
+                        limit: int | None = None, save_predictions: bool = False, per_image: bool = False,
                         mode: str = "whole", crop: tuple[int, int] | None = None,
                         stride: tuple[int, int] | None = None, scales: tuple[float, ...] = (1.0,),
                         flip: bool = False, resize="auto") -> dict:
