@@ -19,7 +19,8 @@ from sceneparse import distributed as dist
 from sceneparse.checkpoint import DEFAULT_BUILTIN, load_checkpoint
 from sceneparse.data import build_dataset, labels
 from sceneparse.data.transforms import eval_transform
-from sceneparse.inference import infer, load_network, resolve_resize
+from sceneparse.engines import load_network
+from sceneparse.inference import infer, resolve_resize
 from sceneparse.metrics import ConfusionMatrix, collapse, report, save_report
 from sceneparse.utils import (SceneparseError, atomic_path, check_threads, os_error_reason, save_image,
                               writable_folder)
@@ -84,7 +85,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None = None, dataset: st
     `save_predictions` the index and colour PNGs, with `per_image` OUT/per_image.json. The inference
     options are those of `sceneparse.inference.infer`; `resize` also takes "auto" (the size stored
     with the model) and "native". `engine`, `onnx`, `precision` and `calibration` choose what runs
-    the network (see `sceneparse.inference.load_network`).
+    the network (see `sceneparse.engines.load_network`).
     Returns the report, with the exact `setup` that produced it (None on the other processes
     under torchrun, which score their share of the images).
     """

@@ -11,10 +11,11 @@ from torch import nn
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install 'sceneparse[openvino]')")
 
-from sceneparse import inference, runtime  # noqa: E402
+from sceneparse import engines, runtime  # noqa: E402
 from sceneparse.checkpoint import make_checkpoint, save_checkpoint  # noqa: E402
 from sceneparse.cli import main  # noqa: E402
-from sceneparse.inference import Segmenter, choose_engine, load_network  # noqa: E402
+from sceneparse.engines import choose_engine, load_network  # noqa: E402
+from sceneparse.inference import Segmenter  # noqa: E402
 from sceneparse.models import build_model, list_models  # noqa: E402
 from sceneparse.runtime import OvEngine, ir_metadata, weights_key  # noqa: E402
 from sceneparse.utils import SceneparseError  # noqa: E402
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def cache(tmp_path, monkeypatch):
     """Every test converts into its own cache folder, never the user's; auto measures small inputs."""
     monkeypatch.setenv("SCENEPARSE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(inference, "AUTO_SIZE", (48, 64))
+    monkeypatch.setattr(engines, "AUTO_SIZE", (48, 64))
     return tmp_path / "cache"
 
 
@@ -105,13 +106,13 @@ def test_auto_picks_only_exact_engines(checkpoint, cache, monkeypatch):
     assert set(entry["ms"]) == {"torch", "openvino"}
     # a remembered choice is used without measuring again
     perf_counter = time.perf_counter
-    monkeypatch.setattr(inference.time, "perf_counter", lambda: pytest.fail("measured again"))
+    monkeypatch.setattr(engines.time, "perf_counter", lambda: pytest.fail("measured again"))
     assert choose_engine(ckpt, threads=1)[1] == name
     # an entry naming an inexact engine (edited, or written by other code) is never taken
     for key in choices:
         choices[key]["engine"] = "openvino-bf16"
     (cache / "engines.json").write_text(json.dumps(choices))
-    monkeypatch.setattr(inference.time, "perf_counter", perf_counter)
+    monkeypatch.setattr(engines.time, "perf_counter", perf_counter)
     assert choose_engine(ckpt, threads=1)[1] in ("torch", "openvino f32")
     # asking for a precision by name is not auto's choice: it goes to OpenVINO, and says so
     monkeypatch.setattr(runtime, "openvino_capabilities", lambda: {"FP32", "BF16"})
@@ -222,8 +223,8 @@ def test_benchmark_scores_the_engine_against_torch_on_real_images(shared_data, c
 def test_auto_without_openvino_is_torch_without_measuring(checkpoint, cache, monkeypatch):
     from sceneparse.checkpoint import load_checkpoint
 
-    find_spec = inference.importlib.util.find_spec
-    monkeypatch.setattr(inference.importlib.util, "find_spec",
+    find_spec = engines.importlib.util.find_spec
+    monkeypatch.setattr(engines.importlib.util, "find_spec",
                         lambda name, *a: None if name == "openvino" else find_spec(name, *a))
     net, name = choose_engine(load_checkpoint(checkpoint), threads=1)
     assert name == "torch" and isinstance(net, nn.Module) and not (cache / "engines.json").exists()

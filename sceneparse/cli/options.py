@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from sceneparse.checkpoint import DEFAULT_BUILTIN
-from sceneparse.inference import ENGINES
+from sceneparse.engines import ENGINES
 from sceneparse.runtime import OV_PRECISIONS
 from sceneparse.utils import SceneparseError
 from sceneparse.video import DEFAULT_SMOOTH
