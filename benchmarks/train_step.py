@@ -85,13 +85,13 @@ def make_step(model: torch.nn.Module, variant: str):
     return step
 
 
-def _ddp_worker(rank: int, world: int, port: int, conn, name: str, num_classes: int, variant: str, threads: int,
-                images: torch.Tensor, masks: torch.Tensor) -> None:
+def _ddp_worker(rank: int, world: int, port: int, conn, name: str, options: dict, num_classes: int, variant: str,
+                threads: int, images: torch.Tensor, masks: torch.Tensor) -> None:
     """One process of a ddp2 variant: runs a step of its share of the batch each time it is told to."""
     torch.set_num_threads(threads)
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    model = prepare_for_training(build_model(name, num_classes), channels_last="channels_last" in variant)
+    model = prepare_for_training(build_model(name, num_classes, **options), channels_last="channels_last" in variant)
     step = make_step(torch.nn.parallel.DistributedDataParallel(model), variant)
     conn.send("ready")
     while conn.recv() == "step":
@@ -99,7 +99,8 @@ def _ddp_worker(rank: int, world: int, port: int, conn, name: str, num_classes: 
     torch.distributed.destroy_process_group()
 
 
-def make_ddp_step(name: str, num_classes: int, variant: str, threads: int, images, masks, processes: int = 2):
+def make_ddp_step(name: str, options: dict, num_classes: int, variant: str, threads: int, images, masks,
+                  processes: int = 2):
     """A step closure like make_step's, run by `processes` worker processes, each on its share of the batch."""
     with socket.socket() as s:  # a free port for the process group
         s.bind(("127.0.0.1", 0))
@@ -109,7 +110,7 @@ def make_ddp_step(name: str, num_classes: int, variant: str, threads: int, image
     for rank in range(processes):
         parent, child = ctx.Pipe()
         worker = ctx.Process(target=_ddp_worker, daemon=True,
-                             args=(rank, processes, port, child, name, num_classes, variant,
+                             args=(rank, processes, port, child, name, options, num_classes, variant,
                                    max(1, threads // processes), images[rank::processes], masks[rank::processes]))
         worker.start()
         conns.append(parent)
@@ -165,9 +166,7 @@ def bench_config(specs: list[str], num_classes: int, h: int, w: int, batch: int,
         flops[spec] = count_step_flops(base, images, masks)
         for variant in variants:
             if "ddp2" in variant:
-                if options:
-                    raise SystemExit(f"{spec}: the ddp2 variant takes zoo names without options")
-                step = make_ddp_step(name, num_classes, variant, torch.get_num_threads(), images, masks)
+                step = make_ddp_step(name, options, num_classes, variant, torch.get_num_threads(), images, masks)
             else:
                 step = make_step(copy.deepcopy(base), variant)
             t0 = time.perf_counter()
