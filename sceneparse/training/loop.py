@@ -16,24 +16,23 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
 
 from sceneparse import distributed as dist
-from sceneparse.checkpoint import TrainState, load_checkpoint, make_checkpoint, nonfinite_weights, save_checkpoint
-from sceneparse.data import SegmentationDataset, build_dataset
-from sceneparse.data.transforms import eval_transform, train_transform
+from sceneparse.checkpoint import TrainState, make_checkpoint, nonfinite_weights, save_checkpoint
+from sceneparse.data import SegmentationDataset
 from sceneparse.evaluate import evaluate_model
 from sceneparse.models import build_model, load_backbone_weights
 from sceneparse.training.config import TrainConfig, as_dict, save_config, validate
 from sceneparse.training.ema import WeightAverage
+from sceneparse.training.loader import build_datasets, make_loader
 from sceneparse.training.losses import build_criterion, class_weights
 from sceneparse.training.runlog import Progress, RunLog
 from sceneparse.training.sampler import EpochSampler
 from sceneparse.training.schedule import crop_at, learning_rate
-from sceneparse.training.state import (StopFlag, check_output_dir, close_loader, data_error, ignore_stop_signals,
+from sceneparse.training.state import (StopFlag, check_output_dir, close_loader, data_error, last_good_checkpoint,
                                        previous_run, remove_previous_run, restore, resume_path)
 from sceneparse.training.step import make_loss_fn
-from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError, os_error_reason, peak_rss_mb
+from sceneparse.utils import SceneparseError, os_error_reason, peak_rss_mb
 
 
 @dataclass
@@ -121,7 +120,7 @@ def _loop(run: Run, stop_after: int | None, time_limit: float | None) -> dict:
             if crop_at(cfg, it, run.total) != crop:
                 crop = crop_at(cfg, it, run.total)
                 close_loader(loader)
-                loader = _loader(run, crop)
+                loader = make_loader(run.cfg, run.train_ds, run.sampler, crop, run.device)
                 if cfg.crop_schedule:
                     progress.write(f"training crops {crop[0]}x{crop[1]} from iteration {it}")
             batches = iter(loader)
@@ -209,7 +208,7 @@ def _step(run: Run, batches, lr: float, it: int, epoch: int) -> float:
     step_loss = dist.all_reduce_sum(step_loss) / dist.world_size()
     if not torch.isfinite(step_loss):
         raise SceneparseError(f"loss became {step_loss.item()} at iteration {it} (epoch {epoch}); stopped without "
-                              f"saving. {_last_good(run)} Lower the lr or check the data.")
+                              f"saving. {last_good_checkpoint(run.out)} Lower the lr or check the data.")
     run.probe = images[:1, :, :64, :64].detach()  # a corner is enough to see non-finite outputs, and cheap
     run.optimizer.step()
     if run.ema:
@@ -240,19 +239,6 @@ def _validate(run: Run, log: RunLog, progress: Progress, epoch: int) -> None:
         _save(run, "best.pt", progress.elapsed())
 
 
-def _last_good(run: Run) -> str:
-    """The sentence naming the checkpoint to go back to: only one that exists and loads (finite)."""
-    for name in ("last.pt", "best.pt"):
-        path = run.out / name
-        if path.is_file():
-            try:
-                iteration = (load_checkpoint(path).get("train_state") or {}).get("iteration", "?")
-            except SceneparseError:
-                continue
-            return f"Last good checkpoint: {path} (iteration {iteration})."
-    return "No checkpoint was written before it."
-
-
 def _diverged(run: Run) -> str | None:
     """Why the weights about to be saved are unusable (NaN/inf weights, or non-finite outputs on
     an image of the last batch), or None. Evaluation mode: no state or random number changes."""
@@ -280,7 +266,7 @@ def _save(run: Run, name: str, elapsed: float) -> None:
     reason = _diverged(run)
     if reason:
         run.failure = (f"training diverged by iteration {run.state.iteration}: {reason}; {name} was not written. "
-                       f"{_last_good(run)} Lower the lr or check the data.")
+                       f"{last_good_checkpoint(run.out)} Lower the lr or check the data.")
         return
     cfg, ds = run.cfg, run.train_ds
     rng = {"torch": torch.get_rng_state()}
@@ -334,35 +320,6 @@ def _setup(cfg: TrainConfig, out: Path, device: torch.device, resume: str | None
     sampler = EpochSampler(len(train_ds), iters_per_epoch * cfg.batch_size * cfg.accumulate, cfg.seed, rank, world)
     return Run(cfg, out, device, train_ds, val_ds, model, net, ema, optimizer, loss_fn, sampler, iters_per_epoch,
                cfg.iterations or cfg.epochs * iters_per_epoch, state, metrics)
-
-
-def _loader(run: Run, crop: tuple[int, int]) -> DataLoader:
-    """A loader of `crop`-sized samples; rebuilt (new workers) when crop_schedule moves on."""
-    cfg = run.cfg
-    run.train_ds.transform = train_transform_for(cfg, crop)
-    return DataLoader(run.train_ds, batch_size=cfg.batch_size, sampler=run.sampler, num_workers=cfg.workers,
-                      drop_last=True, pin_memory=run.device.type == "cuda", persistent_workers=cfg.workers > 0,
-                      generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=ignore_stop_signals)
-
-
-def train_transform_for(cfg: TrainConfig, crop: tuple[int, int]):
-    return train_transform(crop_size=crop, scale=tuple(cfg.scale), flip=cfg.flip, jitter=cfg.jitter,
-                           mean=IMAGENET_MEAN, std=IMAGENET_STD)
-
-
-def build_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset | None]:
-    """The train split (with the training transform) and the val split (None when `val_split` is "")."""
-    options = dict(cfg.dataset_options)
-    if cfg.label_set:
-        options["label_set"] = cfg.label_set
-    val_tf = eval_transform(size=tuple(cfg.eval_size) if cfg.eval_size else None, mean=IMAGENET_MEAN,
-                            std=IMAGENET_STD)
-    train_ds = build_dataset(cfg.dataset, cfg.root, cfg.train_split, transform=train_transform_for(cfg, tuple(
-        cfg.crop_size)), cache=cfg.cache, **options)
-    val_ds = None
-    if cfg.val_split:
-        val_ds = build_dataset(cfg.dataset, cfg.root, cfg.val_split, transform=val_tf, cache=cfg.cache, **options)
-    return train_ds, val_ds
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

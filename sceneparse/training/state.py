@@ -138,3 +138,16 @@ def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
         print(f"resumed from {path} at iteration {state.iteration}", file=sys.stderr)
     state.raw_state_dict = None  # the live weights are in the model now
     return state, ckpt.get("metrics", {}), averaged
+
+
+def last_good_checkpoint(out: Path) -> str:
+    """The sentence naming the checkpoint to go back to: only one that exists and loads (finite)."""
+    for name in ("last.pt", "best.pt"):
+        path = out / name
+        if path.is_file():
+            try:
+                iteration = (load_checkpoint(path).get("train_state") or {}).get("iteration", "?")
+            except SceneparseError:
+                continue
+            return f"Last good checkpoint: {path} (iteration {iteration})."
+    return "No checkpoint was written before it."
