@@ -62,8 +62,8 @@ def smoke_overrides(name: str, tmp_path: Path) -> list[str]:
 
 def test_every_config_is_covered():
     names = {p.stem for p in CONFIGS}
-    assert {"camvid_dabnet_quick", "camvid_dabnet_full", "camvid_dabnet_long", "camvid_segnet_vgg16", "camvid_segnet_basic",
-            "camvid_pspnet_resnet18", "cityscapes_pairs_dabnet", "cityscapes_pairs_dabnet_categories",
+    assert {"camvid_dabnet_quick", "camvid_dabnet_full", "camvid_dabnet_long", "camvid_segnet_vgg16",
+            "camvid_segnet_basic", "camvid_pspnet_resnet18", "cityscapes_pairs_dabnet", "cityscapes_pairs_dabnet_categories",
             "cityscapes_pairs_pspnet_lite", "cityscapes_pairs_pspnet_resnet18", "cityscapes_pairs_segnet_basic",
             "cityscapes_pairs_segnet_basic_categories",
             "cityscapes_pairs_psp_vgg19", "kitti_road_psp_vgg19", "cityscapes_pspnet_resnet50"} <= names
