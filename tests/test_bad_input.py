@@ -608,7 +608,6 @@ def test_train_returns_why_it_stopped(w, tmp_path):
     ("dabnet", {"dilations2": [0, 2]}, "dilations2 must be positive integers"),
     ("pspnet_lite", {"width": -3}, "width must be a positive integer"),
     ("lmffnet", {"width1": -2}, "width1 must be a positive multiple of 4"),
-    ("fbsnet", {"decoder_blocks": -1}, "decoder_blocks must be a non-negative integer, got -1"),
 ])
 def test_negative_model_widths_are_one_line(name, options, fragment):
     """Model options from a config (`model_options:`) are checked for range too, not only type."""

@@ -18,10 +18,9 @@ from sceneparse.utils import IMAGENET_MEAN, IMAGENET_STD, SceneparseError
 from conftest import CLASSES, PALETTE, SAMPLES, lively
 
 # Exported by the same code paths as a faster case (pspnet_resnet18, segnet_basic, dabnet_psp = dabnet +
-# pyramid pooling; lmffnet's and fbsnet's layers in small ones in tests/test_lmffnet.py and
-# tests/test_fbsnet.py); each takes 10-60 s
+# pyramid pooling; lmffnet's layers in a small lmffnet in tests/test_lmffnet.py); each takes 10-60 s
 # to export on 2 cores. Deselect with -m "not slow".
-SLOW = {"pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101", "segnet_vgg16", "dabnet", "lmffnet", "fbsnet"}
+SLOW = {"pspnet_resnet34", "pspnet_resnet50", "pspnet_resnet101", "segnet_vgg16", "dabnet", "lmffnet"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,7 +14,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sceneparse.models.dabnet import DABNet
-from sceneparse.models.fbsnet import FBSNet
 from sceneparse.models.lmffnet import LMFFNet
 from sceneparse.models.psp_vgg19 import PSPVGG19
 from sceneparse.models.pspnet import PSPNet
@@ -23,7 +22,7 @@ from sceneparse.models.segnet import SegNet, SegNetBasic
 from sceneparse.models.weights import load_backbone_weights
 from sceneparse.utils import SceneparseError
 
-__all__ = ["DABNet", "FBSNet", "LMFFNet", "MODELS", "PSPNet", "PSPNetLite", "PSPVGG19", "SegNet", "SegNetBasic",
+__all__ = ["DABNet", "LMFFNet", "MODELS", "PSPNet", "PSPNetLite", "PSPVGG19", "SegNet", "SegNetBasic",
            "build_model", "count_flops", "list_models", "load_backbone_weights"]
 
 MODELS = {
@@ -38,7 +37,6 @@ MODELS = {
     "dabnet": DABNet,
     "dabnet_psp": functools.partial(DABNet, pyramid=True),
     "lmffnet": LMFFNet,
-    "fbsnet": FBSNet,
 }
 
 
