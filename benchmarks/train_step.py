@@ -39,11 +39,11 @@ import time
 
 import torch
 import torch.distributed
-import yaml
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from model_spec import parse_model
 from sceneparse.training.step import make_loss_fn, prepare_for_training
 from sceneparse.models import build_model, list_models
 from sceneparse.utils import IGNORE_INDEX
@@ -141,16 +141,6 @@ def count_step_flops(model: torch.nn.Module, images, masks) -> int:
         out = out[0] if isinstance(out, tuple) else out
         F.cross_entropy(out, masks, ignore_index=IGNORE_INDEX).backward()
     return counter.get_total_flops()
-
-
-def parse_model(spec: str) -> tuple[str, dict]:
-    """'dabnet' or 'dabnet:activation=relu:width1=96' -> (zoo name, options; values read as YAML)."""
-    name, *pairs = spec.split(":")
-    options = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        options[key] = yaml.safe_load(value)
-    return name, options
 
 
 def bench_config(specs: list[str], num_classes: int, h: int, w: int, batch: int, variants: list[str], rounds: int,

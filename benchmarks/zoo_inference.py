@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/zoo_inference.py --size 512x1024 --out benchmarks/results/zoo_inference.md
     .venv/bin/python benchmarks/zoo_inference.py --models dabnet_psp,pspnet_resnet18 --engines torch,onnxruntime
+    .venv/bin/python benchmarks/zoo_inference.py --models dabnet,dabnet:activation=relu --size 360x480
 
 For each network (random weights, 19 classes, batch 1) every engine is prepared first (export,
 quantization, compilation), then the engines and a 2048^3 fp32 matmul take turns, one timed run
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from model_spec import parse_model
 from sceneparse.benchmark import ENGINES, environment, matmul_seconds, prepare, random_metadata, summarize
 from sceneparse.models import count_flops
 from sceneparse.cli.options import parse_size
@@ -30,9 +32,10 @@ from sceneparse.runtime import openvino_capabilities
 from sceneparse.utils import atomic_path
 
 
-def measure(name: str, engines: list[str], size: tuple[int, int], runs: int, warmup: int, num_classes: int) -> list:
+def measure(spec: str, engines: list[str], size: tuple[int, int], runs: int, warmup: int, num_classes: int) -> list:
+    name, options = parse_model(spec)
     torch.manual_seed(0)
-    model = build_model(name, num_classes).eval()
+    model = build_model(name, num_classes, **options).eval()
     x = torch.randn(1, 3, *size)
     flops = count_flops(model, x)
     load = os.getloadavg()[0]
@@ -56,7 +59,7 @@ def measure(name: str, engines: list[str], size: tuple[int, int], runs: int, war
             matmul = min(matmul, matmul_seconds(repeats=3))
     peak = 2 * 2048 ** 3 / matmul / 1e9
     for engine in engines:
-        results.append({"model": name, "engine": engine, "size": list(size), "batch_size": 1,
+        results.append({"model": spec, "engine": engine, "size": list(size), "batch_size": 1,
                         "threads": torch.get_num_threads(), "gflop": round(flops / 1e9, 2),
                         **summarize(times[engine], flops, peak, 1), "setup_s": round(setup[engine], 1),
                         "runs": runs, "warmup": warmup, "interleaved": True,
@@ -82,7 +85,8 @@ def table(results: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(list_models()))
+    parser.add_argument("--models", default=",".join(list_models()),
+                        help="comma-separated zoo names, each with optional model options: dabnet:activation=relu")
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--size", default="512x1024")
     parser.add_argument("--num-classes", type=int, default=19)
