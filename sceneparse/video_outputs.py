@@ -95,11 +95,14 @@ class Writer(threading.Thread):
             picture[:h, picture.shape[1] - w:] = self.legend[:h, :w]
         return picture
 
+    def _video_error(self, e: BaseException) -> OutputError:
+        return OutputError(f"{self.video_path.parent}: cannot write the overlay video ({describe(e)})")
+
     def _open_video(self, width: int, height: int) -> None:
         try:
             self.container = self.av.open(str(self.video_path), "w", format="mp4")
         except (self.av.FFmpegError, OSError) as e:
-            raise OutputError(f"{self.video_path.parent}: cannot write the overlay video ({describe(e)})") from None
+            raise self._video_error(e) from None
         stream = self.container.add_stream("libx264", rate=self.rate,
                                            options={"crf": str(self.crf), "preset": self.preset})
         stream.width, stream.height = width, height
@@ -117,8 +120,7 @@ class Writer(threading.Thread):
                 for packet in self.stream.encode(frame):
                     self.container.mux(packet)
             except (av.FFmpegError, OSError) as e:
-                raise OutputError(f"{self.video_path.parent}: cannot write the overlay video ({describe(e)})") \
-                    from None
+                raise self._video_error(e) from None
         try:
             if "index" in self.outputs:
                 save_image(labels.astype(np.uint8 if self.seg.num_classes <= 256 else np.uint16),
@@ -137,8 +139,7 @@ class Writer(threading.Thread):
                     self.container.mux(packet)
                 self.container.close()
             except (self.av.FFmpegError, OSError) as e:
-                raise OutputError(f"{self.video_path.parent}: cannot write the overlay video ({describe(e)})") \
-                    from None
+                raise self._video_error(e) from None
             self.container = None
 
     def abort(self) -> None:
