@@ -44,6 +44,18 @@ def write_metadata(onnx_model, metadata: dict) -> None:
         entry = onnx_model.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
 
+
+def input_array(x: torch.Tensor, source, fixed_size: tuple) -> np.ndarray:
+    """`x` as a float32 numpy batch, or a one-line error if the file was exported for another H x W
+    (`fixed_size` holds None where the file's size is dynamic)."""
+    for got, want in zip(x.shape[2:], fixed_size):
+        if want is not None and got != want:
+            h, w = fixed_size
+            raise SceneparseError(f"{source}: exported for input {h}x{w}, got {x.shape[2]}x{x.shape[3]} "
+                                  f"(use --mode slide --crop {h}x{w}, or export with --dynamic)")
+    return x.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
 class OrtEngine:
     """An ONNX file in onnxruntime, called like a torch model in eval mode: images in, logits out.
 
@@ -83,12 +95,7 @@ class OrtEngine:
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for got, want in zip(x.shape[2:], self.fixed_size):
-            if want is not None and got != want:
-                raise SceneparseError(f"{self.path}: exported for input {self.fixed_size[0]}x{self.fixed_size[1]}, "
-                                      f"got {x.shape[2]}x{x.shape[3]} (use --mode slide --crop "
-                                      f"{self.fixed_size[0]}x{self.fixed_size[1]}, or export with --dynamic)")
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        array = input_array(x, self.path, self.fixed_size)
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
@@ -255,12 +262,7 @@ class OvEngine:
         return self.requests[shape]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for got, want in zip(x.shape[2:], self.fixed_size):
-            if want is not None and got != want:
-                raise SceneparseError(f"{self.source}: exported for input {self.fixed_size[0]}x{self.fixed_size[1]}, "
-                                      f"got {x.shape[2]}x{x.shape[3]} (use --mode slide --crop "
-                                      f"{self.fixed_size[0]}x{self.fixed_size[1]}, or export with --dynamic)")
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        array = input_array(x, self.source, self.fixed_size)
         return torch.from_numpy(self._request(tuple(array.shape)).infer({0: array})[0])
 
 

@@ -109,7 +109,9 @@ def test_export_cli_metadata_and_onnxruntime_predict(checkpoint, tmp_path, capsy
     assert main(args + ["--mode", "slide", "--crop", "48x64", "--stride", "30x40"]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "photo_index.png")), ort_labels)
     assert main(args) == 2  # whole image 70x100 into a 48x64 model: a clear error, not a crash
-    assert "exported for input 48x64" in capsys.readouterr().err
+    assert "exported for input 48x64, got 70x100" in capsys.readouterr().err
+    assert main(args[:2] + ["--engine", "openvino"] + args[4:]) == 2  # the same file in OpenVINO
+    assert "exported for input 48x64, got 70x100" in capsys.readouterr().err
 
 
 def test_the_photo_size_travels_into_the_onnx_file(tmp_path):
