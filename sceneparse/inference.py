@@ -23,6 +23,10 @@ its probabilities are scaled back to its own size; smaller images are left alone
 large photos and video frames, where the network's cost grows with the pixels; a fixed `resize`
 takes precedence over it.
 
+An input smaller than `MIN_SIDE` (32) pixels on a side, which some networks cannot take (SegNet's
+five 2x2 poolings) and which OpenVINO refuses, is padded with zeros up to it for the network call
+and the padding cut from the output, so every network and engine answers for any image size.
+
 `model` is anything that maps a float tensor (B, 3, h, w) to logits (B, C, h, w): a torch model
 in eval mode, `sceneparse.runtime.OrtEngine` or `OvEngine`; `sceneparse.engines.load_network`
 picks one by engine name.
@@ -43,6 +47,7 @@ from sceneparse.engines import Model, load_network, model_file_classes
 from sceneparse.utils import SceneparseError, read_image
 
 WINDOW_BATCH_PIXELS = 2 ** 20  # default window batch: about a megapixel (two 512x1024 windows) per call
+MIN_SIDE = 32  # the zoo's contract: every network takes any H, W >= 32 (sceneparse/models/__init__.py)
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -64,10 +69,13 @@ def _forward(model: Model, x: torch.Tensor, batch_size: int | None) -> torch.Ten
     A torch model gets channels_last input: measured 10-35% faster on this project's x86 CPU
     (more with channels_last weights too, which `Segmenter` uses).
     """
+    h, w = x.shape[-2:]
+    if min(h, w) < MIN_SIDE:  # zeros: the mean colour once normalised; cut away below
+        x = F.pad(x, (0, max(MIN_SIDE - w, 0), 0, max(MIN_SIDE - h, 0)))
     if isinstance(model, torch.nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)
     step = batch_size or len(x)
-    return torch.cat([model(x[i:i + step]).float().softmax(1) for i in range(0, len(x), step)])
+    return torch.cat([model(x[i:i + step]).float().softmax(1)[..., :h, :w] for i in range(0, len(x), step)])
 
 
 def _slide(model: Model, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int],

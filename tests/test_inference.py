@@ -53,6 +53,19 @@ def test_slide_pads_a_small_image_and_the_padding_never_counts(model):
     assert torch.allclose(slid.sum(1), torch.ones(1, 45, 61), atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (3, 40), (17, 17), (31, 33)])
+def test_images_under_32_pixels_a_side_are_padded_for_the_network(model, size):
+    """SegNet's five poolings cannot take them; the network sees them padded to 32 and the padding is cut."""
+    x = torch.randn(2, 3, *size)
+    probs = infer(model, x)
+    h, w = size
+    padded = infer(model, F.pad(x, (0, max(32 - w, 0), 0, max(32 - h, 0))))[..., :h, :w]
+    assert probs.shape == (2, len(CLASSES), h, w)
+    assert torch.allclose(probs, padded, atol=1e-6)
+    flipped = infer(model, x, flip=True, scales=(0.5, 1.0))
+    assert flipped.shape == probs.shape and torch.allclose(flipped.sum(1), torch.ones(2, h, w), atol=1e-5)
+
+
 def test_overlapping_windows_average_exactly():
     # A per-pixel network has no context, so any window layout must give the whole-image result:
     # a wrong offset, count or crop would show.
