@@ -29,6 +29,7 @@ an output folder that cannot be written raises `OutputError` (a `SceneparseError
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import threading
@@ -111,10 +112,10 @@ def check_options(outputs: Sequence[str], alpha: float, every: int, start: float
         raise SceneparseError(f"--alpha {alpha}: must be between 0 and 1")
     if int(every) != every or every < 1:
         raise SceneparseError(f"--every {every}: must be a whole number of frames, at least 1")
-    if start < 0:
+    if not 0 <= start < math.inf:  # also refuses nan
         raise SceneparseError(f"--start {start}: must be 0 or more seconds")
-    if duration is not None and duration <= 0:
-        raise SceneparseError(f"--duration {duration}: must be more than 0 seconds")
+    if duration is not None and not 0 < duration < math.inf:
+        raise SceneparseError(f"--duration {duration}: must be a number of seconds more than 0")
     if not 0.0 <= smooth < 1.0:
         raise SceneparseError(f"--smooth {smooth}: must be at least 0 (off) and less than 1")
 

@@ -236,6 +236,22 @@ def test_bad_input_is_one_line_naming_it(case, expected, clip, tmp_path, capsys)
     assert not any(tmp_path.rglob("*_overlay.mp4")) and not any(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.parametrize("option, value, expected", [
+    ("--start", "-1", "--start -1.0: must be 0 or more seconds"),
+    ("--start", "nan", "--start nan: must be 0 or more seconds"),
+    ("--start", "inf", "--start inf: must be 0 or more seconds"),
+    ("--duration", "0", "--duration 0.0: must be a number of seconds more than 0"),
+    ("--duration", "nan", "--duration nan: must be a number"),
+    ("--duration", "inf", "--duration inf: must be a number"),
+    ("--every", "0", "--every 0: must be a whole number"),
+    ("--smooth", "nan", "--smooth nan: must be at least 0"),
+])
+def test_video_options_out_of_range_are_one_line(option, value, expected, clip, tmp_path, capsys):
+    assert main(["predict", str(clip), "--out", str(tmp_path / "out"), option, value]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sceneparse: error: {expected}"), lines
+
+
 def test_bad_video_in_a_mixed_batch_is_skipped_and_listed(clip, tmp_path, capsys):
     Image.fromarray(pan(1)[0]).save(tmp_path / "photo.png")
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
