@@ -47,6 +47,7 @@ from sceneparse.engines import Model, load_network, model_file_classes
 from sceneparse.utils import SceneparseError, read_image
 
 WINDOW_BATCH_PIXELS = 2 ** 20  # default window batch: about a megapixel (two 512x1024 windows) per call
+MAX_SCALE = 4  # test-time scales go to 2 in the field; 4 is already 16x the pixels
 MIN_SIDE = 32  # the zoo's contract: every network takes any H, W >= 32 (sceneparse/models/__init__.py)
 
 
@@ -123,8 +124,8 @@ def infer(model: Model, images: torch.Tensor, mode: str = "whole", crop: tuple[i
         if min(stride) < 1 or any(s > c for s, c in zip(stride, crop)):
             raise SceneparseError(f"sliding-window stride {tuple(stride)} must be 1 to the window size "
                                   f"{tuple(crop)}, or windows would leave gaps")
-    if not scales or min(scales) <= 0:
-        raise SceneparseError(f"scales must be positive numbers, got {tuple(scales)}")
+    if not scales or not all(0 < s <= MAX_SCALE for s in scales):  # also refuses nan
+        raise SceneparseError(f"scales must be numbers above 0 and at most {MAX_SCALE}, got {tuple(scales)}")
     if batch_size is not None and batch_size < 1:
         raise SceneparseError(f"batch size must be at least 1, got {batch_size}")
     n, _, h, w = images.shape

@@ -276,6 +276,8 @@ CASES = [
     Case("predict-16bit-grey-as-8bit", pr("grey16.png", "grey8.png"), 0, check=same_prediction_as_8bit),
     Case("predict-exif-rotated", pr("rotated.png"), 0, check=index_png("rotated", (W, H))),
     Case("predict-alpha-out-of-range", pr("good.png", extra=("--alpha", "2")), 2, "--alpha 2.0"),
+    *[Case(f"predict-scales-{v}", pr("good.png", extra=("--scales", v)), 2, f"--scales {v}: each scale must be")
+      for v in ("nan", "inf", "0", "1,1000")],
     # --- train: config ranges, one validation place
     *[Case(f"train-{s.split('=')[0]}-{s.split('=')[1]}", tr(s), 2, f"'{s.split('=')[0]}' must")
       for s in ("scale=[0,0]", "scale=[2.0,1.0]", "early_stop=-1", "eval_interval=0", "log_interval=0",

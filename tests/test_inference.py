@@ -120,6 +120,9 @@ def test_bad_options_are_one_line_errors(model):
         infer(model, x, mode="tiles")
     with pytest.raises(SceneparseError, match="shape"):
         infer(model, x[0])
+    for scales in ((), (0.0,), (-1.0,), (float("nan"),), (float("inf"),), (1.0, 1000.0)):  # 1000: 72 GB
+        with pytest.raises(SceneparseError, match="scales must be numbers above 0 and at most 4"):
+            infer(model, x, scales=scales)
 
 
 def test_segmenter_accepts_path_pil_and_array(checkpoint, model, tmp_path):

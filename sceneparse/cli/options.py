@@ -5,6 +5,7 @@ import argparse
 
 from sceneparse.checkpoint import DEFAULT_BUILTIN
 from sceneparse.engines import ENGINES
+from sceneparse.inference import MAX_SCALE
 from sceneparse.runtime import OV_PRECISIONS
 from sceneparse.utils import SceneparseError
 from sceneparse.video import DEFAULT_SMOOTH
@@ -70,6 +71,8 @@ def inference_options(args: argparse.Namespace) -> dict:
         scales = tuple(float(s) for s in str(args.scales).split(","))
     except ValueError:
         raise SceneparseError(f"--scales {args.scales}: expected numbers like 0.75,1.0,1.25") from None
+    if not all(0 < s <= MAX_SCALE for s in scales):  # also refuses nan
+        raise SceneparseError(f"--scales {args.scales}: each scale must be above 0 and at most {MAX_SCALE}")
     crop = parse_size(args.crop, "--crop") if args.crop else None
     stride = parse_size(args.stride, "--stride") if args.stride else None
     if args.mode == "slide" and crop is None:
