@@ -179,16 +179,21 @@ def to_rgb_array(image) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    if isinstance(image, np.ndarray):
+        array = np.asarray(image.convert("RGB"))
+    elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise SceneparseError(f"image array must be uint8 (0..255), got {image.dtype}")
         if image.ndim == 2:
-            return np.repeat(image[..., None], 3, axis=2)
-        if image.ndim == 3 and image.shape[2] in (3, 4):
-            return image[..., :3]
-        raise SceneparseError(f"image array must be HxW or HxWx3, got shape {image.shape}")
-    raise SceneparseError(f"cannot read an image from a {type(image).__name__}: pass a path, PIL image or array")
+            array = np.repeat(image[..., None], 3, axis=2)
+        elif image.ndim == 3 and image.shape[2] in (3, 4):
+            array = image[..., :3]
+        else:
+            raise SceneparseError(f"image array must be HxW or HxWx3, got shape {image.shape}")
+    else:
+        raise SceneparseError(f"cannot read an image from a {type(image).__name__}: pass a path, PIL image or array")
+    if array.size == 0:
+        raise SceneparseError(f"image is empty ({array.shape[0]}x{array.shape[1]} pixels)")
+    return array
 
 
 class Segmenter:

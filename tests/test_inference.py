@@ -166,6 +166,9 @@ def test_segmenter_rejects_bad_images(checkpoint, tmp_path):
         seg.predict(tmp_path / "broken.png")
     with pytest.raises(SceneparseError, match="uint8"):
         seg.predict(np.zeros((40, 40, 3), dtype=np.float32))
+    for empty in (np.zeros((0, 10, 3), np.uint8), np.zeros((10, 0), np.uint8), Image.new("RGB", (0, 0))):
+        with pytest.raises(SceneparseError, match="image is empty"):
+            seg.predict(empty)
     with pytest.raises(SceneparseError, match="engine"):
         Segmenter.from_checkpoint(checkpoint, engine="tensorrt")
 
