@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from sceneparse import __version__
@@ -33,12 +34,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def out_of_memory(error: BaseException) -> str | None:
+    """The one-line message for an allocation that failed (torch's CPU allocator or Python's), else None."""
+    if isinstance(error, MemoryError):
+        asked = ""
+    else:
+        found = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(error))
+        if not found:
+            return None
+        asked = f" ({int(found.group(1)) / 1e9:.1f} GB asked)"
+    return f"out of memory{asked}: use a smaller --batch-size, --max-size, --resize, --scales or --size"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except SceneparseError as e:
         print(f"sceneparse: error: {e}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        message = out_of_memory(e)
+        if message is None:
+            raise
+        print(f"sceneparse: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sceneparse: interrupted", file=sys.stderr)
