@@ -305,9 +305,11 @@ def test_bad_checkpoint_is_a_one_line_error(tmp_path, content, capsys):
     assert err.count("\n") == 0 and "bad.pt" in err
 
 
-def test_truncated_checkpoint_is_a_one_line_error(tmp_path):
+def test_truncated_checkpoint_is_a_one_line_error(tmp_path, capsys):
     out = tmp_path / "run"
     train_mod.train(load_config(write_config(tmp_path, iterations=1, val_split="")), out)
+    done = capsys.readouterr().err.splitlines()[-1]  # not "best val mIoU -1.0000 at iteration -1"
+    assert done.startswith("done: 1 iterations in") and "; no validation (no val split); peak memory" in done
     data = (out / "last.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(SceneparseError, match="cut.pt: not a readable checkpoint"):

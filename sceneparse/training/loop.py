@@ -172,9 +172,10 @@ def _loop(run: Run, stop_after: int | None, time_limit: float | None) -> dict:
     log.close()
     elapsed = progress.elapsed()
     if main and not interrupted:
-        print(f"done: {it} iterations in {elapsed / 60:.1f} min; best val mIoU {state.best_miou:.4f} at iteration "
-              f"{state.best_iteration}; peak memory {peak_rss_mb():.0f} MiB; checkpoints in {run.out}",
-              file=sys.stderr)
+        best = (f"best val mIoU {state.best_miou:.4f} at iteration {state.best_iteration}"
+                if state.best_iteration >= 0 else "no validation (no val split)")
+        print(f"done: {it} iterations in {elapsed / 60:.1f} min; {best}; peak memory {peak_rss_mb():.0f} MiB; "
+              f"checkpoints in {run.out}", file=sys.stderr)
     return {"iteration": it, "total": run.total, "interrupted": interrupted,
             "stopped_by": requested if interrupted else None, "best_miou": state.best_miou,
             "metrics": run.metrics, "elapsed": elapsed}
