@@ -175,7 +175,11 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, fil
 
 
 # ---------------------------------------------------------------- from a checkpoint
-def export_checkpoint(checkpoint: str | os.PathLike | None, out: str | os.PathLike, format: str = "onnx",
+SUFFIX_FORMATS = {".onnx": "onnx", ".xml": "openvino", ".pt": "checkpoint", ".pth": "checkpoint"}
+FORMAT_SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "checkpoint": ".pt"}
+
+
+def export_checkpoint(checkpoint: str | os.PathLike | None, out: str | os.PathLike, format: str | None = None,
                       size: tuple[int, int] | None = None, dynamic: bool = False, quantize: str | None = None,
                       calibration: str | os.PathLike | None = None, calibration_images: int = 32) -> Path:
     """Export a checkpoint (path or built-in name) and return the file written.
@@ -184,11 +188,18 @@ def export_checkpoint(checkpoint: str | os.PathLike | None, out: str | os.PathLi
     (one of the two), fp32 or `quantize="int8"` calibrated on up to `calibration_images` images
     from the `calibration` folder. format "openvino": OpenVINO IR (`out` is the .xml), dynamic,
     f32 or int8 likewise. format "checkpoint": weights and metadata only, without the
-    training state (what ships as a built-in model).
+    training state (what ships as a built-in model). No `format`: the one `out`'s suffix names
+    (.onnx, .xml, .pt or .pth), else onnx; a suffix naming another format than `format` is refused,
+    since an .xml holding ONNX, or a .pt holding a network, misleads whoever opens it.
     """
     out = Path(out)
-    if format not in ("onnx", "openvino", "checkpoint"):
+    implied = SUFFIX_FORMATS.get(out.suffix.lower())
+    format = format or implied or "onnx"
+    if format not in FORMAT_SUFFIXES:
         raise SceneparseError(f"unknown export format '{format}' (valid: onnx, openvino, checkpoint)")
+    if implied and implied != format:
+        raise SceneparseError(f"--out {out}: a {out.suffix} file is {implied}, not {format}; name it "
+                              f"{out.with_suffix(FORMAT_SUFFIXES[format]).name} or give --format {implied}")
     if format == "openvino" and out.suffix.lower() != ".xml":
         raise SceneparseError(f"--out {out}: --format openvino writes an .xml file (its weights go beside it, .bin)")
     if format == "openvino" and (size or dynamic):

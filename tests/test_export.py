@@ -137,6 +137,12 @@ def test_export_errors(checkpoint, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(checkpoint), "--out", out, "--quantize", "int8",
                  "--calibration", str(tmp_path)]) == 2
     assert "no images" in capsys.readouterr().err
+    for name, format, message in (("m.xml", "onnx", "m.xml: a .xml file is openvino, not onnx; name it m.onnx or "
+                                   "give --format openvino"),
+                                  ("m.pt", "onnx", "m.pt: a .pt file is checkpoint, not onnx"),
+                                  ("m.onnx", "checkpoint", "m.onnx: a .onnx file is onnx, not checkpoint; name it m.pt")):
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name), "--format", format]) == 2
+        assert message in capsys.readouterr().err
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
     with pytest.raises(SceneparseError, match="bad.onnx"):
         OrtEngine(tmp_path / "bad.onnx")
@@ -155,6 +161,8 @@ def test_slim_checkpoint_drops_the_training_state_and_keeps_the_predictions(chec
     photo = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     assert np.array_equal(Segmenter.from_checkpoint(out).predict(photo),
                           Segmenter.from_checkpoint(checkpoint).predict(photo))
+    assert main(["export", "--checkpoint", str(tmp_path / "full.pt"), "--out", str(tmp_path / "slim.pth")]) == 0
+    assert load_checkpoint(tmp_path / "slim.pth").keys() == slim.keys()  # the suffix names the format
     assert main(["export", "--format", "checkpoint", "--checkpoint", str(checkpoint), "--out", str(out),
                  "--size", "48x64"]) == 2
     assert "takes no --size" in capsys.readouterr().err

@@ -14,10 +14,10 @@ def add_parser(sub) -> None:
                     "sceneparse export --checkpoint best.pt --out model.onnx --dynamic")
     p.add_argument("--checkpoint", default=None,
                    help=f"checkpoint path or built-in model name (default: {DEFAULT_BUILTIN})")
-    p.add_argument("--format", choices=["onnx", "openvino", "checkpoint"], default="onnx",
-                   help="onnx (default); openvino: IR, --out model.xml (weights beside it in model.bin), "
-                        "dynamic size; checkpoint: weights and metadata only, no training state (what ships "
-                        "as a built-in)")
+    p.add_argument("--format", choices=["onnx", "openvino", "checkpoint"], default=None,
+                   help="onnx; openvino: IR, --out model.xml (weights beside it in model.bin), dynamic size; "
+                        "checkpoint: weights and metadata only, no training state (what ships as a built-in). "
+                        "Default: the one --out's suffix names (.onnx, .xml, .pt/.pth), else onnx")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--size", default=None, metavar="HxW", help="fixed input size")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
