@@ -121,14 +121,20 @@ class VideoReader:
     def codec(self) -> str:
         return self.stream.codec_context.name
 
+    def seconds(self) -> float | None:
+        """The video's length as its stream or container states it (None when neither does)."""
+        if self.stream.duration and self.stream.time_base:
+            return float(self.stream.duration * self.stream.time_base)
+        if self.container.duration:
+            return self.container.duration / 1e6
+        return None
+
     def expected_frames(self) -> int | None:
         """How many frames `frames()` should yield, when the source says how long it is (else None)."""
         rate = float(self.rate)
         count = self.stream.frames or None
-        if count is None and self.stream.duration and self.stream.time_base:
-            count = int(self.stream.duration * self.stream.time_base * rate + 0.5)
-        if count is None and self.container.duration:
-            count = int(self.container.duration / 1e6 * rate + 0.5)
+        if count is None and self.seconds() is not None:
+            count = int(self.seconds() * rate + 0.5)
         if count is None and self.duration is None:
             return None
         n = count - int(self.start * rate + 0.5) if count is not None else float("inf")
@@ -178,6 +184,9 @@ class VideoReader:
             raise SceneparseError(f"{self.name}: corrupt or truncated video, decoding failed after "
                                   f"{decoded} frame(s) ({describe(e)})") from None
         if not kept:
+            if self.start and decoded and self.seconds() is not None:
+                raise SceneparseError(f"{self.name}: no video frames from --start {self.start:g} s "
+                                      f"(the video is {self.seconds():.1f} s long)")
             where = f" from --start {self.start:g} s" if self.start else ""
             raise SceneparseError(f"{self.name}: no video frames{where} (the file holds a video stream "
                                   f"but {decoded} frames were decoded)")

@@ -318,6 +318,9 @@ CASES = [
          check=lambda w, t: json.loads((t / "s.json").read_text())),
     Case("data-verify-corrupt", lambda w, t: ["data", "verify", "--dataset", "folder", "--root",
                                               str(w["corrupt_data"])], 1, ""),
+    *[Case(f"data-verify-color-threshold-{v}", lambda w, t, v=v: ["data", "verify", "--dataset", "cityscapes_pairs",
+                                                                  "--root", str(w["data"]), "--color-threshold", v],
+           2, f"--color-threshold {v}: must be at least 0") for v in ("nan", "-1")],
     Case("data-root-missing", lambda w, t: ["data", "stats", "--dataset", "folder", "--root", str(t / "no")], 2,
          "not found"),
     # --- export and benchmark
@@ -342,6 +345,10 @@ CASES = [
 # predict's own checks, made in cli/predict.py and Segmenter
 CASES += [
     Case("predict-threads-negative", pr("good.png", extra=("--threads", "-1")), 2, "--threads -1: must be at least 1"),
+    Case("predict-a-device", lambda w, t: ["predict", "/dev/null", "--checkpoint", str(w["good.pt"]), "--out",
+                                           str(t / "pred")], 2, "/dev/null: not a regular file or folder"),
+    Case("predict-missing", pr(extra=(str(Path("nowhere") / "x.png"),)), 2,
+         "x.png: no such file, folder or matching glob"),
     Case("predict-out-is-the-input-folder", lambda w, t: ["predict", str(w["photos"]), "--checkpoint",
                                                           str(w["good.pt"]), "--out", str(w["photos"])], 2,
          "inside the output folder"),

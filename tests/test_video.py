@@ -197,6 +197,7 @@ def _free_port() -> int:
     ("truncated", "unreadable, corrupt or truncated video"),
     ("no_video_stream", "no video stream"),
     ("zero_frames", "no video frames"),
+    ("start_past_end", "no video frames from --start 100 s (the video is 0.8 s long)"),
     ("unknown_codec", "unknown video codec"),
     ("missing", "no such file"),
     ("url", "cannot open"),
@@ -205,6 +206,7 @@ def _free_port() -> int:
 def test_bad_input_is_one_line_naming_it(case, expected, clip, tmp_path, capsys):
     out = tmp_path / "out"
     src = tmp_path / f"{case}.mp4"
+    extra = []
     if case == "corrupt":
         src.write_bytes(os.urandom(5000))
     elif case == "truncated":
@@ -218,6 +220,9 @@ def test_bad_input_is_one_line_naming_it(case, expected, clip, tmp_path, capsys)
     elif case == "unknown_codec":
         src = tmp_path / "odd_codec.mkv"
         src.write_bytes(_clip_with_codec_renamed(tmp_path))
+    elif case == "start_past_end":
+        src = clip
+        extra = ["--start", "100"]
     elif case == "url":
         src = f"http://127.0.0.1:{_free_port()}/drive.mp4"
     elif case == "unwritable_out":
@@ -226,7 +231,7 @@ def test_bad_input_is_one_line_naming_it(case, expected, clip, tmp_path, capsys)
         out.write_text("not a folder")
         out = out / "sub"
     started = time.monotonic()
-    assert main(["predict", str(src), "--out", str(out)]) == 2
+    assert main(["predict", str(src), "--out", str(out), *extra]) == 2
     assert time.monotonic() - started < 60  # never a hang
     err = capsys.readouterr().err
     lines = err.strip().splitlines()

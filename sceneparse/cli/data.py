@@ -65,6 +65,8 @@ def _first_split(args: argparse.Namespace) -> SegmentationDataset:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    if not args.color_threshold >= 0:  # also refuses nan
+        raise SceneparseError(f"--color-threshold {args.color_threshold:g}: must be at least 0")
     text, ok = verify(args.dataset, args.root, args.split, args.label_set, args.color_threshold)
     print(text)
     return 0 if ok else 1

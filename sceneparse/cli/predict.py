@@ -47,6 +47,13 @@ def build_segmenter(args: argparse.Namespace) -> Segmenter:
                                      calibration=args.calibration, **options)
 
 
+def _not_found(item: str) -> str:
+    """Why an input found nothing: it is absent, or it exists but is a device, FIFO or socket."""
+    if Path(item).exists():
+        return f"{item}: not a regular file or folder (a device, pipe or socket)"
+    return f"{item}: no such file, folder or matching glob"
+
+
 def run(args: argparse.Namespace) -> int:
     image_outputs = parse_outputs(args.outputs) if args.outputs else list(OUTPUTS)
     video_outputs = image_outputs if args.outputs else ["overlay"]
@@ -63,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         jobs.append((source, Path("camera" + str(args.camera) if str(args.camera).isdigit() else Path(source).name)))
     if not jobs:
         if len(missing) == len(args.inputs):
-            raise SceneparseError(f"{', '.join(missing)}: no such file, folder or matching glob")
+            raise SceneparseError("; ".join(_not_found(m) for m in missing))
         inside, _ = collect_inputs(args.inputs, None)
         if inside:
             raise SceneparseError(f"no images to predict: the {len(inside)} image(s) in {', '.join(args.inputs)} are "
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cityscapes_ids:
         cityscapes_label_ids(seg.classes)  # refused before anything is written
     writable_folder(out, "--out")
-    skipped = [f"{m}: no such file, folder or matching glob" for m in missing]
+    skipped = [_not_found(m) for m in missing]
     for m in skipped:
         print(f"sceneparse: warning: {m}; skipped", file=sys.stderr)
     with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C: no half-written file under a final name

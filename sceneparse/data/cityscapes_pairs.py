@@ -85,7 +85,7 @@ class CityscapesPairs(CityscapesLabelSets):
 
     def __init__(self, root: str | os.PathLike, split: str, transform=None, *, threshold: float = 40.0,
                  label_set: str | None = None, cache: bool = False, strict: bool = True):
-        if threshold < 0:
+        if not threshold >= 0:  # also refuses nan
             raise SceneparseError(f"cityscapes_pairs: colour threshold must be >= 0, got {threshold}")
         self.threshold = threshold
         super().__init__(root, split, transform, label_set=label_set, cache=cache, strict=strict)
