@@ -251,10 +251,16 @@ def test_bad_input_is_one_line_naming_it(case, expected, clip, tmp_path, capsys)
     ("--every", "0", "--every 0: must be a whole number"),
     ("--smooth", "nan", "--smooth nan: must be at least 0"),
 ])
-def test_video_options_out_of_range_are_one_line(option, value, expected, clip, tmp_path, capsys):
-    assert main(["predict", str(clip), "--out", str(tmp_path / "out"), option, value]) == 2
+@pytest.mark.parametrize("kind", ["video", "photo"])
+def test_video_options_out_of_range_are_one_line(kind, option, value, expected, clip, tmp_path, capsys):
+    src = clip
+    if kind == "photo":  # refused on a photo too, not ignored
+        src = tmp_path / "photo.png"
+        Image.fromarray(pan(1)[0]).save(src)
+    assert main(["predict", str(src), "--out", str(tmp_path / "out"), option, value]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"sceneparse: error: {expected}"), lines
+    assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 def test_bad_video_in_a_mixed_batch_is_skipped_and_listed(clip, tmp_path, capsys):

@@ -10,7 +10,7 @@ from sceneparse.cli.options import add_command, add_inference_options, add_video
 from sceneparse.inference import Segmenter
 from sceneparse.predict import OUTPUTS, cityscapes_label_ids, collect_inputs, is_video, parse_outputs, predict_files
 from sceneparse.utils import SceneparseError, writable_folder
-from sceneparse.video import OutputError, segment_video, terminate_as_interrupt
+from sceneparse.video import OutputError, check_options, segment_video, terminate_as_interrupt
 from sceneparse.video_sources import camera_source, source_name
 
 
@@ -57,8 +57,8 @@ def _not_found(item: str) -> str:
 def run(args: argparse.Namespace) -> int:
     image_outputs = parse_outputs(args.outputs) if args.outputs else list(OUTPUTS)
     video_outputs = image_outputs if args.outputs else ["overlay"]
-    if not 0.0 <= args.alpha <= 1.0:
-        raise SceneparseError(f"--alpha {args.alpha}: must be between 0 and 1")
+    # every option is checked whatever the inputs: a bad --every is an error on a photo too
+    check_options(video_outputs, args.alpha, args.every, args.start, args.duration, args.smooth)
     if args.max_size is not None and args.max_size < 32:
         raise SceneparseError(f"--max-size {args.max_size}: must be at least 32 pixels")
     if not args.inputs and args.camera is None:
