@@ -175,7 +175,7 @@ def resolve_resize(value, stored) -> tuple[int, int] | None:
 
 
 def to_rgb_array(image) -> np.ndarray:
-    """A path, PIL image or HxWx3 (or HxW) uint8 array as an HxWx3 uint8 array."""
+    """A path, PIL image or HxWx3 (HxW, HxWx1 grey; HxWx4 RGBA) uint8 array as an HxWx3 uint8 array."""
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
     if isinstance(image, Image.Image):
@@ -183,12 +183,12 @@ def to_rgb_array(image) -> np.ndarray:
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise SceneparseError(f"image array must be uint8 (0..255), got {image.dtype}")
-        if image.ndim == 2:
-            array = np.repeat(image[..., None], 3, axis=2)
-        elif image.ndim == 3 and image.shape[2] in (3, 4):
+        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):  # grey
+            array = np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=2)
+        elif image.ndim == 3 and image.shape[2] in (3, 4):  # RGB; RGBA's alpha is dropped
             array = image[..., :3]
         else:
-            raise SceneparseError(f"image array must be HxW or HxWx3, got shape {image.shape}")
+            raise SceneparseError(f"image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
     else:
         raise SceneparseError(f"cannot read an image from a {type(image).__name__}: pass a path, PIL image or array")
     if array.size == 0:

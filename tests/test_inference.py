@@ -169,8 +169,22 @@ def test_segmenter_rejects_bad_images(checkpoint, tmp_path):
     for empty in (np.zeros((0, 10, 3), np.uint8), np.zeros((10, 0), np.uint8), Image.new("RGB", (0, 0))):
         with pytest.raises(SceneparseError, match="image is empty"):
             seg.predict(empty)
+    for shape in ((3, 40, 40), (40, 40, 2), (2, 40, 40, 5)):
+        with pytest.raises(SceneparseError, match="must be HxW, HxWx1, HxWx3 or HxWx4"):
+            seg.predict(np.zeros(shape, dtype=np.uint8))
     with pytest.raises(SceneparseError, match="engine"):
         Segmenter.from_checkpoint(checkpoint, engine="tensorrt")
+
+
+def test_grey_and_rgba_arrays_read_as_the_rgb_they_show(checkpoint):
+    seg = Segmenter.from_checkpoint(checkpoint)
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    rgba = np.concatenate([rgb, rng.integers(0, 256, (40, 50, 1), dtype=np.uint8)], axis=2)
+    as_rgb = seg.predict(np.repeat(grey[..., None], 3, axis=2))
+    assert np.array_equal(seg.predict(grey), as_rgb) and np.array_equal(seg.predict(grey[..., None]), as_rgb)
+    assert np.array_equal(seg.predict(rgba), seg.predict(rgb))
 
 
 def test_resize_runs_the_network_at_that_size(model):
