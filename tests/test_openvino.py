@@ -119,6 +119,26 @@ def test_auto_picks_only_exact_engines(checkpoint, cache, monkeypatch):
     assert load_network(ckpt, "auto", threads=1, precision="bf16")[1] == "openvino bf16"
 
 
+def test_auto_times_each_engine_on_the_input_predict_gives_it(checkpoint, cache):
+    from sceneparse.checkpoint import load_checkpoint
+
+    seen = []
+
+    def record(module, args):
+        if args and isinstance(args[0], torch.Tensor) and args[0].ndim == 4 and args[0].shape[1] == 3:
+            seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+
+    handle = nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        choose_engine(load_checkpoint(checkpoint), threads=1)
+    finally:
+        handle.remove()
+    assert seen and all(seen)  # torch's timed runs see channels_last images, as in Segmenter.predict
+    # a choice written by the older measurement (torch timed on NCHW input) is measured again
+    (key,) = json.loads((cache / "engines.json").read_text())
+    assert key.startswith(f"{engines.CHOICE_VERSION}|")
+
+
 def test_bf16_is_refused_cleanly_where_the_cpu_lacks_it(checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runtime, "openvino_capabilities", lambda: {"FP32", "INT8"})
     with pytest.raises(SceneparseError, match="no native bf16"):
