@@ -133,8 +133,9 @@ class VideoReader:
         """How many frames `frames()` should yield, when the source says how long it is (else None)."""
         rate = float(self.rate)
         count = self.stream.frames or None
-        if count is None and self.seconds() is not None:
-            count = int(self.seconds() * rate + 0.5)
+        seconds = self.seconds()
+        if count is None and seconds is not None:
+            count = int(seconds * rate + 0.5)
         if count is None and self.duration is None:
             return None
         n = count - int(self.start * rate + 0.5) if count is not None else float("inf")
@@ -184,9 +185,10 @@ class VideoReader:
             raise SceneparseError(f"{self.name}: corrupt or truncated video, decoding failed after "
                                   f"{decoded} frame(s) ({describe(e)})") from None
         if not kept:
-            if self.start and decoded and self.seconds() is not None:
+            seconds = self.seconds()
+            if self.start and decoded and seconds is not None:
                 raise SceneparseError(f"{self.name}: no video frames from --start {self.start:g} s "
-                                      f"(the video is {self.seconds():.1f} s long)")
+                                      f"(the video is {seconds:.1f} s long)")
             where = f" from --start {self.start:g} s" if self.start else ""
             raise SceneparseError(f"{self.name}: no video frames{where} (the file holds a video stream "
                                   f"but {decoded} frames were decoded)")
